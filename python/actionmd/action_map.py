@@ -1,0 +1,98 @@
+"""One stride of an actionmd model on a whole system, in model units (Å, u·Å/fs, fs, u).
+
+Engine-neutral: the ASE integrators wrap it, and tests drive it directly. It owns the neighbour list,
+the initial guess and the solver, and it checks the system against the model (species, masses).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from .model_file import LoadedModel, load_model
+from .neighbors import VerletList
+from .solver import SolverOptions, StepReport, solve
+
+GUESSES = ("predictor", "free_flight", "previous")
+MODES = ("action", "predictor")
+
+
+class ActionMap:
+    """The midpoint action map (mode='action') or the model's direct prediction (mode='predictor')."""
+
+    def __init__(self, model: str | LoadedModel, *, mode: str = "action", guess: str | None = None,
+                 solver: SolverOptions | None = None, skin: float = 1.0, device: str | None = None):
+        self.model = model if isinstance(model, LoadedModel) else load_model(model, device=device)
+        meta = self.model.metadata
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        guess = guess or ("predictor" if meta.has_predictor else "free_flight")
+        if guess not in GUESSES:
+            raise ValueError(f"guess must be one of {GUESSES}, got {guess!r}")
+        if "predictor" in (mode, guess) and not meta.has_predictor:
+            raise ValueError(f"{self.model.path}: this model has no predictor (has_predictor is false); "
+                             "use mode='action' with guess='free_flight' or 'previous'")
+        self.mode, self.guess, self.solver = mode, guess, solver or SolverOptions()
+        self.device, self.dtype = self.model.device, meta.torch_dtype
+        self.neighbors = VerletList(meta.cutoff, skin, self.device)
+        self.type_masses = torch.tensor(meta.masses, dtype=torch.float64, device=self.device)
+        self.nsteps = 0
+        self.last_report = StepReport(0, 0.0, 0, True)
+        self._previous: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def stride(self) -> float:
+        return self.model.metadata.stride
+
+    def types_of(self, numbers, masses=None) -> torch.Tensor:
+        """Model type ids for atomic numbers; checks species and (optionally) masses against the model."""
+        meta = self.model.metadata
+        index = {z: t for t, z in enumerate(meta.species)}
+        unknown = sorted({int(z) for z in numbers if int(z) not in index})
+        if unknown:
+            from ase.data import chemical_symbols
+            raise ValueError(f"{self.model.path}: the model has no species "
+                             f"{[chemical_symbols[z] for z in unknown]}; it knows "
+                             f"{[chemical_symbols[z] for z in meta.species]}")
+        types = np.array([index[int(z)] for z in numbers], dtype=np.int64)
+        if masses is not None:
+            expected = np.asarray(meta.masses)[types]
+            bad = np.flatnonzero(np.abs(np.asarray(masses) - expected) > 1e-6 * expected)
+            if bad.size:
+                i = bad[0]
+                raise ValueError(f"atom {i} has mass {masses[i]:.6f} u but the model was made for "
+                                 f"{expected[i]:.6f} u ({bad.size} atom(s) differ); set the model's masses "
+                                 "on the atoms (atoms.set_masses) or use a model made for these masses")
+        return torch.from_numpy(types).to(self.device)
+
+    def step(self, q: np.ndarray, p: np.ndarray, types: torch.Tensor, cell: np.ndarray, pbc):
+        """Advance (q, p) by one stride; return (q', p', StepReport)."""
+        q_t = torch.as_tensor(q, dtype=torch.float64, device=self.device)
+        p_t = torch.as_tensor(p, dtype=torch.float64, device=self.device)
+        masses = self.type_masses[types]
+        module, dtype = self.model.module, self.dtype
+
+        def model_inputs(positions):
+            self.neighbors.update(positions.detach().cpu().numpy(), cell, pbc)
+            return types, self.neighbors.edge_index, self.neighbors.edge_shifts(dtype)
+
+        if self.mode == "predictor" or self.guess == "predictor":
+            with torch.enable_grad():  # a predictor may differentiate internally (forces)
+                delta_q, delta_p = module.predict(q_t.to(dtype), p_t.to(dtype), *model_inputs(q_t))
+            guess = (delta_q.detach().to(torch.float64), delta_p.detach().to(torch.float64))
+        elif self.guess == "previous" and self._previous is not None:
+            guess = self._previous
+        else:
+            guess = (p_t / masses.unsqueeze(1) * self.stride, torch.zeros_like(p_t))
+
+        if self.mode == "predictor":
+            dq, dp, report = guess[0], guess[1], StepReport(0, float("nan"), 1, True)
+        else:
+            def action(qbar, pbar):
+                return module(qbar.to(dtype), pbar.to(dtype), *model_inputs(qbar)).sum()
+            dq, dp, report = solve(action, q_t, p_t, masses, self.stride, guess, self.solver, step=self.nsteps)
+        self._previous = (dq, dp)
+        self.nsteps += 1
+        self.last_report = report
+        return (q_t + dq).cpu().numpy(), (p_t + dp).cpu().numpy(), report

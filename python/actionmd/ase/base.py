@@ -1,0 +1,75 @@
+"""What ActionVerlet and ActionLangevin share: the model, the checks of atoms against it, the map step.
+
+ASE units outside (Å, eV, ASE time), model units inside (Å, u·Å/fs, fs); conversions in actionmd.units.
+No calculator is needed to integrate; where the atoms have one, it is called only by the logger.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from ase.md.md import MolecularDynamics
+
+from ..action_map import ActionMap
+from ..solver import SolverOptions
+from ..units import FS, momenta_ase_to_model, momenta_model_to_ase
+from .logger import ActionLogger
+
+
+class ActionDynamics(MolecularDynamics):
+    """Base class: one call of step() advances the atoms by one model stride."""
+
+    def __init__(self, atoms, model, timestep=None, *, mode="action", guess=None, tol=None, maxiter=50,
+                 method="anderson", onfail="error", skin=1.0, device=None, trajectory=None, logfile=None,
+                 loginterval=1, **kwargs):
+        self.map = ActionMap(model, mode=mode, guess=guess, skin=skin, device=device,
+                             solver=SolverOptions(tol=tol, maxiter=maxiter, method=method, onfail=onfail))
+        stride_fs = self.map.stride
+        if timestep is None:
+            timestep = stride_fs * FS
+        elif abs(timestep / FS - stride_fs) > 1e-9 * stride_fs:
+            raise ValueError(f"timestep {timestep / FS:.6g} fs differs from the model's stride {stride_fs:.6g} fs; "
+                             "leave timestep=None to use the stride, or use a model trained for this timestep")
+        if atoms.constraints:
+            raise ValueError(f"{type(self).__name__} does not support constraints ({atoms.constraints}); "
+                             "remove them (del atoms.constraints) or use ASE's own integrators")
+        if mode == "predictor":
+            warnings.warn("mode='predictor' runs the model's direct prediction only: it is neither symplectic "
+                          "nor time-reversible and will drift in energy; use it as a baseline, not for production",
+                          UserWarning, stacklevel=2)
+        self.types = self.map.types_of(atoms.numbers, atoms.get_masses())
+        super().__init__(atoms, timestep, trajectory=trajectory, logfile=None, loginterval=loginterval, **kwargs)
+        self.iterations: list[int] = []
+        self.residuals: list[float] = []
+        if logfile:
+            self.attach(self.closelater(ActionLogger(self, atoms, logfile)), loginterval)
+
+    @property
+    def report(self):
+        """The solver report of the latest step (iterations, residual in Å, evaluations, converged)."""
+        return self.map.last_report
+
+    def _refresh_properties(self):
+        """ASE computes forces after every step here; an action integrator needs none."""
+
+    def map_step(self):
+        """Advance positions and momenta by the map (no thermostat)."""
+        atoms = self.atoms
+        q, p, report = self.map.step(atoms.get_positions(), momenta_ase_to_model(atoms.get_momenta()),
+                                     self.types, atoms.cell.array, atoms.pbc)
+        atoms.set_positions(q)
+        atoms.set_momenta(momenta_model_to_ase(p))
+        self.iterations.append(report.iterations)
+        self.residuals.append(report.residual)
+
+    def todict(self):
+        options = self.map.solver
+        return {**super().todict(), "model": self.map.model.path, "mode": self.map.mode, "guess": self.map.guess,
+                "method": options.method, "tol": options.tol, "maxiter": options.maxiter, "onfail": options.onfail}
+
+    def solver_summary(self) -> dict:
+        """Iterations per step and worst residual over the steps run so far."""
+        its = np.asarray(self.iterations) if self.iterations else np.zeros(1)
+        return {"steps": len(self.iterations), "mean_iterations": float(its.mean()),
+                "max_iterations": int(its.max()), "max_residual": float(max(self.residuals, default=0.0))}
