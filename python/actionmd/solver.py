@@ -78,7 +78,8 @@ class _Evaluator:
         pbar = (self.p + 0.5 * dp).detach().requires_grad_(True)
         with torch.enable_grad():
             action = self.action(qbar, pbar)
-            gq, gp = torch.autograd.grad(action, (qbar, pbar), create_graph=keep_graph)
+            # materialize_grads: an action may not depend on q at all (free particles)
+            gq, gp = torch.autograd.grad(action, (qbar, pbar), create_graph=keep_graph, materialize_grads=True)
         residual_q, residual_p = dq - gp, dp + gq
         norm = torch.maximum(residual_q.abs().amax(), (residual_p.abs() * self.p_scale).amax()) \
             if dq.numel() else torch.zeros((), dtype=dq.dtype)
@@ -159,7 +160,7 @@ def _newton_update(point: _Point, evaluate: _Evaluator, p_scale, tol: float, kry
         # u holds scaled (v_q, v_p * p_scale); return the scaled J v.
         v_q, v_p = u[0].reshape(shape), u[1].reshape(shape) / p_scale
         hq, hp = torch.autograd.grad((point.gq * v_q).sum() + (point.gp * v_p).sum(),
-                                     (point.qbar, point.pbar), retain_graph=True)
+                                     (point.qbar, point.pbar), retain_graph=True, materialize_grads=True)
         evaluate.count += 1
         return torch.stack([(v_q - 0.5 * hp).reshape(-1), ((v_p + 0.5 * hq) * p_scale).reshape(-1)])
 

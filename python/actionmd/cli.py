@@ -1,0 +1,49 @@
+"""The `actionmd` command line: one subcommand per job (info; more register themselves)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .model_file import ModelFileError, read_metadata
+
+
+def _info(args) -> int:
+    meta = read_metadata(args.model)
+    if args.json:
+        print(json.dumps(meta.to_json(), indent=2))
+        return 0
+    from ase.data import chemical_symbols
+    print(f"model            {args.model}")
+    print(f"species          {' '.join(chemical_symbols[z] for z in meta.species)}  (type ids 0..{len(meta.species) - 1})")
+    print(f"masses [u]       {' '.join(f'{m:g}' for m in meta.masses)}")
+    print(f"stride           {meta.stride:g} fs")
+    print(f"cutoff           {meta.cutoff:g} Å   interaction_range {meta.interaction_range:g} Å")
+    print(f"dtype            {meta.dtype}")
+    print(f"predictor        {'yes' if meta.has_predictor else 'no'}   time-reversible {'yes' if meta.time_reversible else 'no'}")
+    for key, value in meta.extra.items():
+        print(f"{key:<16} {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="actionmd", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    info = commands.add_parser("info", help="print a model file's metadata")
+    info.add_argument("model", help="path to an actionmd model file (.pt)")
+    info.add_argument("--json", action="store_true", help="print the raw actionmd.json")
+    info.set_defaults(run=_info)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ModelFileError, ValueError, FileNotFoundError) as err:
+        print(f"actionmd {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

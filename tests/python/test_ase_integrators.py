@@ -1,0 +1,191 @@
+"""ActionVerlet and ActionLangevin: physics, ASE conventions, and the errors a mistaken input gets."""
+import numpy as np
+import pytest
+from ase import units
+from ase.calculators.calculator import Calculator
+from ase.constraints import FixAtoms
+from ase.io import Trajectory
+
+from actionmd.ase import ActionLangevin, ActionVerlet
+from actionmd.model_file import load_model
+from actionmd.reference import PotentialCalculator, einstein, lennard_jones
+
+from conftest import NE_XE, export, ne_xe_crystal
+from test_map_physics import einstein_system
+
+
+def energy_fluctuation(model, stride, run_fs=4000.0):
+    atoms = ne_xe_crystal(repeat=2, temperature_K=40)
+    atoms.calc = PotentialCalculator(model)
+    dyn = ActionVerlet(atoms, model)
+    energies = []
+    dyn.attach(lambda: energies.append(atoms.get_total_energy() / len(atoms)), interval=int(16 / stride))
+    dyn.run(int(run_fs / stride))
+    return np.asarray(energies)
+
+
+def test_nve_energy_error_is_bounded_and_second_order(model_dir):
+    """Implicit midpoint: a bounded energy error that scales as stride^2 (measured: 1.43e-5 and 3.58e-6
+    eV/atom at 16 and 8 fs, ratio 4.0)."""
+    e16 = energy_fluctuation(export(lennard_jones(**NE_XE, cutoff=8.0, stride=16.0), model_dir / "nexe16.pt"), 16)
+    e8 = energy_fluctuation(export(lennard_jones(**NE_XE, cutoff=8.0, stride=8.0), model_dir / "nexe8.pt"), 8)
+    assert 3.0 < e16.std() / e8.std() < 5.3
+    assert np.abs(e16 - e16[0]).max() < 1e-4  # eV/atom, over 250 steps of 16 fs
+
+
+def test_langevin_gives_the_target_temperature_per_species(model_dir):
+    """Exact map (Einstein action) + exact OU half steps sample Boltzmann exactly, for both species.
+
+    Tolerance: a species of N_s atoms has a kinetic temperature with relative standard deviation
+    sqrt(2 / (3 N_s)) per sample; samples 2/friction apart have correlation rho <= exp(-2), so the mean of
+    M samples has relative error sigma = sqrt(2 / (3 N_s M) * (1 + rho) / (1 - rho)). We allow 5 sigma.
+    """
+    stride, n = 4.0, 200
+    sites, numbers, omegas, q0, p0, masses = einstein_system(stride, n=n)
+    path = export(einstein(["H", "Xe"], [0.5, 0.2], sites, stride, masses=[1.008, 131.293]),
+                  model_dir / "einstein_langevin.pt")
+    from ase import Atoms
+    atoms = Atoms(numbers=numbers, positions=q0, masses=masses.ravel())
+    target, friction = 300.0, 0.05 / units.fs
+    dyn = ActionLangevin(atoms, path, temperature_K=target, friction=friction, fixcm=False,
+                         rng=np.random.default_rng(42))
+    dyn.run(200)  # burn-in: 16 relaxation times
+    interval = int(round(2 / (friction * dyn.dt)))
+    samples = {1: [], 54: []}
+
+    def sample():
+        kinetic = 0.5 * (atoms.get_momenta() ** 2 / atoms.get_masses()[:, None]).sum(1)
+        for z in samples:
+            sel = atoms.numbers == z
+            samples[z].append(2 * kinetic[sel].sum() / (3 * sel.sum() * units.kB))
+
+    dyn.attach(sample, interval=interval)
+    dyn.run(200 * interval)
+    rho = np.exp(-2)
+    for z, values in samples.items():
+        n_s, m = (atoms.numbers == z).sum(), len(values)
+        sigma = np.sqrt(2 / (3 * n_s * m) * (1 + rho) / (1 - rho))
+        assert abs(np.mean(values) / target - 1) < 5 * sigma, (z, np.mean(values), 5 * sigma)
+
+
+def test_langevin_fixcm_keeps_zero_total_momentum(lj_mixture_model):
+    atoms = ne_xe_crystal()
+    dyn = ActionLangevin(atoms, lj_mixture_model, temperature_K=50, friction=0.02 / units.fs,
+                         rng=np.random.default_rng(1))
+    dyn.run(10)
+    assert np.abs(atoms.get_momenta().sum(0)).max() < 1e-10
+
+
+def test_small_cell_sees_its_own_images(lj_mixture_model):
+    """A 2-atom cell much smaller than the cutoff moves exactly like every copy in a 3x3x3 supercell."""
+    small = ne_xe_crystal(repeat=1)[:2]
+    small.set_cell(small.cell * 0.62, scale_atoms=True)
+    small.set_momenta([[0.3, 0.1, -0.2], [-0.3, -0.1, 0.2]])
+    large = small.repeat(3)  # 27 copies, each holding the 2 atoms in order
+    start_small, start_large = small.get_positions(), large.get_positions().reshape(27, 2, 3)
+    momenta_start = small.get_momenta()
+    for atoms in (small, large):  # a tight tolerance, so that only image handling could differ
+        ActionVerlet(atoms, lj_mixture_model, tol=1e-13).run(20)
+    moved_small = small.positions - start_small
+    moved_large = large.positions.reshape(27, 2, 3) - start_large
+    assert np.abs(small.get_momenta() - momenta_start).max() > 0.05  # images really interact
+    assert np.abs(moved_large - moved_small).max() < 1e-9
+    assert np.abs(large.get_momenta().reshape(27, 2, 3) - small.get_momenta()).max() < 1e-9
+
+
+def test_float32_model_tracks_float64(lj_mixture_model, lj_mixture_model_f32):
+    a64, a32 = ne_xe_crystal(), ne_xe_crystal()
+    ActionVerlet(a64, lj_mixture_model).run(20)
+    dyn = ActionVerlet(a32, lj_mixture_model_f32)
+    dyn.run(20)
+    assert np.abs(a64.positions - a32.positions).max() < 1e-4
+    assert dyn.solver_summary()["max_residual"] <= 1e-5
+
+
+class CountingCalculator(Calculator):
+    implemented_properties = ["energy", "forces", "free_energy"]
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.calls = inner, 0
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        self.calls += 1
+        self.inner.calculate(atoms, properties, system_changes)
+        self.results = dict(self.inner.results)
+
+
+def test_log_trajectory_and_no_force_call_per_step(lj_mixture_model, tmp_path):
+    atoms = ne_xe_crystal()
+    atoms.calc = CountingCalculator(PotentialCalculator(lj_mixture_model))
+    log, traj = tmp_path / "md.log", tmp_path / "md.traj"
+    dyn = ActionVerlet(atoms, lj_mixture_model, logfile=str(log), trajectory=str(traj), loginterval=10)
+    seen = []
+    dyn.attach(lambda: seen.append(dyn.nsteps), interval=5)
+    dyn.run(30)
+    dyn.close()
+    assert seen == [0, 5, 10, 15, 20, 25, 30]
+    assert atoms.calc.calls <= 4  # the logged steps 0, 10, 20, 30 only
+    lines = log.read_text().splitlines()
+    assert lines[0].split()[:3] == ["Time[ps]", "Etot[eV]", "Epot[eV]"] and len(lines) == 5
+    assert float(lines[-1].split()[0]) == pytest.approx(30 * 8.0 / 1000)
+    assert len(Trajectory(str(traj))) == 4
+    info = dyn.todict()
+    assert info["md-type"] == "ActionVerlet" and info["model"] == lj_mixture_model
+    assert info["timestep"] == pytest.approx(8.0 * units.fs)
+
+
+def test_logging_without_a_calculator(lj_mixture_model, tmp_path):
+    atoms = ne_xe_crystal()
+    ActionVerlet(atoms, lj_mixture_model, logfile=str(tmp_path / "md.log")).run(2)
+    assert (tmp_path / "md.log").read_text().splitlines()[1].split()[1] == "-"
+
+
+def test_loaded_model_object_is_accepted(lj_mixture_model):
+    ActionVerlet(ne_xe_crystal(), load_model(lj_mixture_model, device="cpu")).run(1)
+
+
+def test_timestep_other_than_stride_is_an_error(lj_mixture_model):
+    with pytest.raises(ValueError, match=r"timestep 4 fs differs from the model's stride 8 fs"):
+        ActionVerlet(ne_xe_crystal(), lj_mixture_model, timestep=4 * units.fs)
+
+
+def test_mass_mismatch_is_an_error(lj_mixture_model):
+    atoms = ne_xe_crystal()
+    masses = atoms.get_masses()
+    masses[3] *= 1.01
+    atoms.set_masses(masses)
+    with pytest.raises(ValueError, match=r"atom 3 has mass .* but the model was made for"):
+        ActionVerlet(atoms, lj_mixture_model)
+
+
+def test_unknown_species_is_an_error(lj_mixture_model):
+    atoms = ne_xe_crystal()
+    atoms.numbers[[0, 5]] = [18, 36]
+    atoms.set_masses()
+    with pytest.raises(ValueError, match=r"no species \['Ar', 'Kr'\]"):
+        ActionVerlet(atoms, lj_mixture_model)
+
+
+def test_constraints_are_refused(lj_mixture_model):
+    atoms = ne_xe_crystal()
+    atoms.set_constraint(FixAtoms([0]))
+    with pytest.raises(ValueError, match="does not support constraints"):
+        ActionVerlet(atoms, lj_mixture_model)
+
+
+def test_predictor_mode_needs_a_predictor_and_warns(lj_mixture_model, model_dir):
+    with pytest.raises(ValueError, match="has no predictor"):
+        ActionVerlet(ne_xe_crystal(), lj_mixture_model, mode="predictor")
+    with_predictor = export(lennard_jones(**NE_XE, cutoff=8.0, stride=8.0, predictor=True), model_dir / "vv.pt")
+    with pytest.warns(UserWarning, match="neither symplectic nor time-reversible"):
+        dyn = ActionVerlet(ne_xe_crystal(), with_predictor, mode="predictor")
+    dyn.run(2)
+    assert dyn.report.iterations == 0
+
+
+def test_langevin_bad_arguments(lj_mixture_model):
+    with pytest.raises(TypeError, match="needs temperature_K and friction"):
+        ActionLangevin(ne_xe_crystal(), lj_mixture_model, temperature_K=300)
+    with pytest.raises(ValueError, match="friction must be >= 0"):
+        ActionLangevin(ne_xe_crystal(), lj_mixture_model, temperature_K=300, friction=-1.0)
