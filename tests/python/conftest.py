@@ -37,12 +37,12 @@ def lj_mixture_model_f32(model_dir):
 
 def ne_xe_crystal(repeat=2, temperature_K=40.0, seed=0):
     """An fcc crystal with alternating Ne and Xe (periodic), thermalised with zero total momentum."""
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
     atoms = bulk("Ar", "fcc", a=5.6, cubic=True).repeat(repeat)
     atoms.numbers = np.where(np.arange(len(atoms)) % 2 == 0, 10, 54)
     atoms.set_masses()
     atoms.rattle(0.05, seed=seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=np.random.default_rng(seed))
+    thermalize_momenta(atoms, temperature_K, rng=np.random.default_rng(seed))
     Stationary(atoms)
     return atoms
 
