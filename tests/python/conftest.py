@@ -47,10 +47,10 @@ def ne_xe_crystal(repeat=2, temperature_K=40.0, seed=0):
     return atoms
 
 
-def ne_xe_cluster(seed=0):
-    """A compressed 7-atom non-periodic Ne/Xe cluster: a strongly coupled, anharmonic action."""
+def ne_xe_cluster(seed=0, a=3.06):
+    """A 7-atom non-periodic Ne/Xe cluster; the default spacing a (Å) compresses it into a strongly
+    coupled, anharmonic action."""
     rng = np.random.default_rng(seed)
-    a = 3.06
     positions = np.array([[0, 0, 0], [a, 0, 0], [0, a, 0], [0, 0, a], [a, a, 0], [a, 0, a],
                           [0, a, a]], dtype=float) + rng.normal(scale=0.1, size=(7, 3))
     atoms = Atoms(numbers=[10, 54, 10, 54, 10, 54, 10], positions=positions)

@@ -189,3 +189,45 @@ def test_langevin_bad_arguments(lj_mixture_model):
         ActionLangevin(ne_xe_crystal(), lj_mixture_model, temperature_K=300)
     with pytest.raises(ValueError, match="friction must be >= 0"):
         ActionLangevin(ne_xe_crystal(), lj_mixture_model, temperature_K=300, friction=-1.0)
+
+
+def test_triclinic_cell_gives_the_same_dynamics(lj_mixture_model):
+    """The same periodic lattice described by a sheared (triclinic) cell: identical trajectories."""
+    cubic = ne_xe_crystal(repeat=2)
+    sheared = cubic.copy()
+    sheared.set_cell(np.array([[1, 1, 0], [0, 1, 0], [0, 1, 1]]) @ cubic.cell.array, scale_atoms=False)
+    assert not np.allclose(sheared.cell.angles(), 90)
+    for atoms in (cubic, sheared):
+        ActionVerlet(atoms, lj_mixture_model, tol=1e-13).run(10)
+    assert np.abs(cubic.positions - sheared.positions).max() < 1e-9
+    assert np.abs(cubic.get_momenta() - sheared.get_momenta()).max() < 1e-9
+
+
+def test_non_periodic_cluster_runs_and_conserves_energy(lj_mixture_model):
+    from conftest import ne_xe_cluster
+    atoms = ne_xe_cluster(a=3.9)  # near the pair minima: a bound cluster
+    atoms.calc = PotentialCalculator(lj_mixture_model)
+    e0 = atoms.get_total_energy()
+    assert e0 < 0
+    dyn = ActionVerlet(atoms, lj_mixture_model)
+    dyn.run(50)
+    assert abs(atoms.get_total_energy() - e0) < 1e-3 * abs(e0)
+
+
+def test_previous_step_guess_matches_free_flight_and_saves_iterations(lj_mixture_model):
+    runs = {}
+    for guess in ("free_flight", "previous"):
+        atoms = ne_xe_crystal()
+        dyn = ActionVerlet(atoms, lj_mixture_model, guess=guess)
+        dyn.run(20)
+        runs[guess] = (atoms.positions.copy(), np.mean(dyn.iterations[5:]))
+    assert np.abs(runs["free_flight"][0] - runs["previous"][0]).max() < 1e-7
+    assert runs["previous"][1] <= runs["free_flight"][1]
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu(lj_mixture_model):
+    a_cpu, a_gpu = ne_xe_crystal(), ne_xe_crystal()
+    ActionVerlet(a_cpu, lj_mixture_model, device="cpu").run(10)
+    ActionVerlet(a_gpu, lj_mixture_model, device="cuda").run(10)
+    assert np.abs(a_cpu.positions - a_gpu.positions).max() < 1e-8
