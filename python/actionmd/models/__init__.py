@@ -1,0 +1,63 @@
+"""Learned models: the action network and the direct predictor, built ready for export."""
+from __future__ import annotations
+
+import torch
+
+from ..reference.builders import _masses, atomic_numbers_of
+from .action_net import ActionNet, LearnedAction, LearnedActionWithPredictor, Predictor
+
+__all__ = ["ActionNet", "Predictor", "LearnedAction", "LearnedActionWithPredictor", "build_learned_model",
+           "scales_from_frames"]
+
+
+def build_learned_model(species, stride, cutoff, *, masses=None, features=32, layers=2, radial_size=8,
+                        predictor=True, energy_scale=1.0, momentum_scale=1.0, length_scale=0.1,
+                        velocity_scale=0.01, dtype="float32", seed=0):
+    """A fresh (untrained) learned model and its metadata.
+
+    interaction_range covers the action (layers x cutoff) and the predictor, whose per-atom output also
+    reads its neighbours' features ((layers + 1) x cutoff), so a parallel engine's ghost shell fits both.
+    """
+    torch.manual_seed(seed)
+    numbers = atomic_numbers_of(species)
+    mass_list = _masses(numbers, masses)
+    mass_tensor = torch.tensor(mass_list, dtype=torch.float64)
+    hyper = dict(features=features, layers=layers, radial_size=radial_size)
+    action = ActionNet(mass_tensor, stride, cutoff, energy_scale=energy_scale, **hyper)
+    if predictor:
+        module = LearnedActionWithPredictor(action, Predictor(
+            mass_tensor, stride, cutoff, momentum_scale=momentum_scale, length_scale=length_scale,
+            velocity_scale=velocity_scale, **hyper))
+        interaction_range = (layers + 1) * cutoff
+    else:
+        module = LearnedAction(action)
+        interaction_range = layers * cutoff
+    module = module.to(getattr(torch, dtype))
+    metadata = dict(species=numbers, masses=mass_list, stride=float(stride), cutoff=float(cutoff),
+                    interaction_range=float(interaction_range), dtype=dtype, has_predictor=predictor,
+                    time_reversible=True, description="learned action (invariant message passing)",
+                    architecture={"name": "actionmd.models.ActionNet", **hyper, "energy_scale": energy_scale,
+                                  "momentum_scale": momentum_scale, "length_scale": length_scale,
+                                  "velocity_scale": velocity_scale})
+    return module, metadata
+
+
+def scales_from_frames(frames, stride: float) -> dict:
+    """Natural scales of the data, so that network outputs of order one mean physical sizes.
+
+    energy_scale: rms reference force (u·Å/fs²) times 1 Å; momentum_scale: rms |dp|;
+    length_scale: rms displacement beyond free flight; velocity_scale: rms speed component.
+    """
+    import numpy as np
+    from ase.data import atomic_masses
+    from ..units import EV
+    dp = np.concatenate([f.next_momenta - f.momenta for f in frames])
+    velocities = np.concatenate([f.momenta / atomic_masses[f.numbers][:, None] for f in frames])
+    extra = np.concatenate([f.next_positions - f.positions
+                            - stride * f.momenta / atomic_masses[f.numbers][:, None] for f in frames])
+    forces = [f.forces for f in frames if f.forces is not None]
+    force_rms = float(np.sqrt((np.concatenate(forces) ** 2).mean())) * EV if forces else float(
+        np.sqrt((dp**2).mean())) / stride
+    return {"energy_scale": max(force_rms, 1e-12), "momentum_scale": max(float(np.sqrt((dp**2).mean())), 1e-12),
+            "length_scale": max(float(np.sqrt((extra**2).mean())), 1e-12),
+            "velocity_scale": max(float(np.sqrt((velocities**2).mean())), 1e-12)}

@@ -1,0 +1,134 @@
+"""The learned action S_theta(qbar, pbar) and the direct predictor, per the model-file contract.
+
+    S = stride * sum_i [ |p_i|^2 / 2 m_i  +  V_i(q)  +  K_i(q, p) ]
+
+- V_i: an invariant message-passing energy (pretrainable on reference forces);
+- K_i: a learned quadratic form in the mass-weighted momenta v = p / sqrt(m), built only from even
+  products (v_i·v_j, (v_i·u)(v_j·u), (v_i·u)^2 along each bond u), the form of the leading correction
+  to the midpoint action. Every K term rides on an edge with the cutoff envelope, so an isolated atom is
+  an exact free particle, and S is exactly even in p (time-reversible map).
+Distances enter only as r_ij, so S is translation invariant and the map conserves total momentum.
+
+The predictor returns (delta_q, delta_p) equivariantly; delta_p is a sum of pair terms that are
+antisymmetric under i <-> j, so it conserves total momentum exactly.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import torch
+from torch import nn
+
+from .layers import Encoder, mlp
+
+
+def _zero_last(module: nn.Sequential) -> nn.Sequential:
+    """Start a head at zero output, so an untrained model is the free-flight/midpoint baseline."""
+    last = [m for m in module if isinstance(m, nn.Linear)][-1]
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return module
+
+
+class ActionNet(nn.Module):
+    """S_theta(qbar, pbar) as per-atom contributions (u·Å²/fs)."""
+
+    def __init__(self, masses: torch.Tensor, stride: float, cutoff: float, features: int = 32, layers: int = 2,
+                 radial_size: int = 8, energy_scale: float = 1.0):
+        super().__init__()
+        n_species = masses.shape[0]
+        self.encoder = Encoder(n_species, features, layers, cutoff, radial_size)
+        self.potential_head = mlp([features, features, 1])
+        self.momentum_head = _zero_last(mlp([2 * features + radial_size, features, 3]))
+        self.register_buffer("masses", masses)
+        self.stride = float(stride)
+        self.energy_scale = float(energy_scale)  # u·Å²/fs² per unit of the potential head
+
+    def forward(self, positions: torch.Tensor, momenta: torch.Tensor, types: torch.Tensor,
+                edge_index: torch.Tensor, edge_shifts: torch.Tensor) -> torch.Tensor:
+        h, i, j, unit, weight, radial = self.encoder(positions, types, edge_index, edge_shifts)
+        masses = self.masses[types]
+        kinetic = (momenta * momenta).sum(1) / (2.0 * masses)
+        potential = self.energy_scale * self.potential_head(h).squeeze(-1)
+        v = momenta / masses.sqrt().unsqueeze(1)
+        vi_u, vj_u = (v[i] * unit).sum(1), (v[j] * unit).sum(1)
+        invariants = torch.stack([(v[i] * v[j]).sum(1), vi_u * vj_u, vi_u * vi_u], dim=1)
+        coefficients = self.momentum_head(torch.cat([h[i], self.encoder.embedding(types[j]), radial], dim=1))
+        pair = weight * (coefficients * invariants).sum(1)
+        correction = torch.zeros_like(kinetic).index_add(0, i, pair)
+        return self.stride * (kinetic + potential + correction)
+
+    @torch.jit.export
+    def potential_energy_per_atom(self, positions: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
+                                  edge_shifts: torch.Tensor) -> torch.Tensor:
+        """V_i (u·Å²/fs²): the potential-like part, pretrained on reference forces."""
+        h = self.encoder(positions, types, edge_index, edge_shifts)[0]
+        return self.energy_scale * self.potential_head(h).squeeze(-1)
+
+
+class Predictor(nn.Module):
+    """Direct, equivariant prediction of (delta_q, delta_p) over one stride from (q, p)."""
+
+    def __init__(self, masses: torch.Tensor, stride: float, cutoff: float, features: int = 32, layers: int = 2,
+                 radial_size: int = 8, momentum_scale: float = 1.0, length_scale: float = 0.1,
+                 velocity_scale: float = 0.01):
+        super().__init__()
+        n_species = masses.shape[0]
+        self.encoder = Encoder(n_species, features, layers, cutoff, radial_size)
+        # symmetric pair features -> momentum transfer (force-like f along u, drag-like g on v_j - v_i)
+        self.transfer_head = _zero_last(mlp([2 * features + radial_size + 4, features, 2]))
+        # per-edge position corrections (need not be symmetric)
+        self.position_head = _zero_last(mlp([2 * features + radial_size + 4, features, 2]))
+        self.register_buffer("masses", masses)
+        self.stride = float(stride)
+        self.momentum_scale = float(momentum_scale)
+        self.length_scale = float(length_scale)
+        self.velocity_scale = float(velocity_scale)  # Å/fs: thermal speeds, to keep invariants of order one
+
+    def forward(self, positions: torch.Tensor, momenta: torch.Tensor, types: torch.Tensor,
+                edge_index: torch.Tensor, edge_shifts: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        h, i, j, unit, weight, radial = self.encoder(positions, types, edge_index, edge_shifts)
+        masses = self.masses[types]
+        velocity = momenta / masses.unsqueeze(1)
+        relative = velocity[j] - velocity[i]
+        scale = self.velocity_scale
+        vi_u, vj_u = (velocity[i] * unit).sum(1) / scale, (velocity[j] * unit).sum(1) / scale
+        symmetric = torch.stack([vi_u * vj_u, vi_u * vi_u + vj_u * vj_u, (vj_u - vi_u),
+                                 (velocity[i] * velocity[j]).sum(1) / (scale * scale)], dim=1)
+        pair_sym = torch.cat([h[i] + h[j], h[i] * h[j], radial, symmetric], dim=1)
+        transfer = self.transfer_head(pair_sym) * weight.unsqueeze(1)
+        reduced = (masses[i] * masses[j] / (masses[i] + masses[j])).unsqueeze(1)
+        # f_ij u_ij + g_ij mu_ij (v_j - v_i) is antisymmetric under i <-> j: sum_i delta_p_i = 0 exactly
+        pair_dp = self.momentum_scale * transfer[:, :1] * unit + transfer[:, 1:] * reduced * relative
+        delta_p = torch.zeros_like(momenta).index_add(0, i, pair_dp)
+        pair_any = torch.cat([h[i], h[j], radial, symmetric], dim=1)
+        shift = self.position_head(pair_any) * weight.unsqueeze(1)
+        pair_dq = self.length_scale * shift[:, :1] * unit + self.stride * shift[:, 1:] * relative
+        delta_q = self.stride * (momenta + 0.5 * delta_p) / masses.unsqueeze(1) \
+            + torch.zeros_like(positions).index_add(0, i, pair_dq)
+        return delta_q, delta_p
+
+
+class LearnedAction(nn.Module):
+    """An exportable model: the action alone."""
+
+    def __init__(self, action: ActionNet):
+        super().__init__()
+        self.action = action
+
+    def forward(self, positions: torch.Tensor, momenta: torch.Tensor, types: torch.Tensor,
+                edge_index: torch.Tensor, edge_shifts: torch.Tensor) -> torch.Tensor:
+        return self.action(positions, momenta, types, edge_index, edge_shifts)
+
+
+class LearnedActionWithPredictor(LearnedAction):
+    """An exportable model: the action and the predictor that gives the solver its first guess."""
+
+    def __init__(self, action: ActionNet, predictor: Predictor):
+        super().__init__(action)
+        self.predictor = predictor
+
+    @torch.jit.export
+    def predict(self, positions: torch.Tensor, momenta: torch.Tensor, types: torch.Tensor,
+                edge_index: torch.Tensor, edge_shifts: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.predictor(positions, momenta, types, edge_index, edge_shifts)

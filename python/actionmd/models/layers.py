@@ -1,0 +1,99 @@
+"""Building blocks shared by the action network and the predictor: radial basis, envelope, interactions.
+
+Everything is invariant by construction: atoms see each other only through distances r_ij, species
+embeddings and (for momenta) dot products, and every edge term is multiplied by a C2 envelope that goes
+to zero at the cutoff, so the contract's "contribution smoothly zero at the cutoff" holds exactly.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class CosineEnvelope(nn.Module):
+    """A C2 polynomial switch: 1 at r=0, 0 with zero first and second derivatives at r=cutoff."""
+
+    def __init__(self, cutoff: float):
+        super().__init__()
+        self.cutoff = float(cutoff)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        x = (r / self.cutoff).clamp(0.0, 1.0)
+        return 1.0 - x * x * x * (10.0 - 15.0 * x + 6.0 * x * x)
+
+
+class BesselBasis(nn.Module):
+    """sin(n pi r / rc) / r radial functions (as in DimeNet/NequIP), n = 1..size."""
+
+    def __init__(self, cutoff: float, size: int):
+        super().__init__()
+        self.cutoff = float(cutoff)
+        self.register_buffer("frequencies", math.pi * torch.arange(1, size + 1, dtype=torch.float64) / cutoff)
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        r = r.unsqueeze(-1)
+        return torch.sin(self.frequencies * r) / r * math.sqrt(2.0 / self.cutoff)
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers with SiLU between them (smooth, so forces and Hessians are continuous)."""
+    layers: list[nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.SiLU()]
+    return nn.Sequential(*layers[:-1])
+
+
+class Geometry(nn.Module):
+    """Edge vectors, distances, unit vectors and enveloped radial features of a full neighbour list."""
+
+    def __init__(self, cutoff: float, radial_size: int):
+        super().__init__()
+        self.envelope = CosineEnvelope(cutoff)
+        self.basis = BesselBasis(cutoff, radial_size)
+        self.cutoff = float(cutoff)
+
+    def forward(self, positions: torch.Tensor, edge_index: torch.Tensor, edge_shifts: torch.Tensor):
+        i, j = edge_index[0], edge_index[1]
+        vectors = positions[j] - positions[i] + edge_shifts
+        r = torch.linalg.vector_norm(vectors, dim=1)
+        inside = r < self.cutoff
+        r_safe = torch.where(inside, r, torch.full_like(r, self.cutoff))  # edges past the cutoff weigh 0
+        weight = torch.where(inside, self.envelope(r_safe), torch.zeros_like(r))
+        radial = self.basis(r_safe) * weight.unsqueeze(-1)
+        unit = vectors / r_safe.unsqueeze(-1)
+        return i, j, r_safe, unit, weight, radial
+
+
+class Interaction(nn.Module):
+    """One message-passing layer: h_i += sum_j phi(h_i, h_j, radial_ij) (radial already enveloped)."""
+
+    def __init__(self, features: int, radial_size: int):
+        super().__init__()
+        self.filter = nn.Linear(radial_size, features, bias=False)
+        self.message = mlp([2 * features, features, features])
+        self.update = mlp([features, features, features])
+
+    def forward(self, h: torch.Tensor, i: torch.Tensor, j: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
+        messages = self.message(torch.cat([h[i], h[j]], dim=1)) * self.filter(radial)
+        aggregated = torch.zeros_like(h).index_add(0, i, messages)
+        return h + self.update(aggregated)
+
+
+class Encoder(nn.Module):
+    """Species embedding followed by ``layers`` interactions: invariant per-atom features."""
+
+    def __init__(self, n_species: int, features: int, layers: int, cutoff: float, radial_size: int):
+        super().__init__()
+        self.embedding = nn.Embedding(n_species, features)
+        self.geometry = Geometry(cutoff, radial_size)
+        self.interactions = nn.ModuleList([Interaction(features, radial_size) for _ in range(layers)])
+
+    def forward(self, positions: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
+                edge_shifts: torch.Tensor):
+        i, j, r, unit, weight, radial = self.geometry(positions, edge_index, edge_shifts)
+        h = self.embedding(types)
+        for interaction in self.interactions:
+            h = interaction(h, i, j, radial)
+        return h, i, j, unit, weight, radial

@@ -1,0 +1,208 @@
+"""Training loop: force pretraining of the potential-like term, then action + predictor losses.
+
+Split by trajectory, AdamW with ReduceLROnPlateau, early stopping, a checkpoint every epoch (resumed
+automatically), a CSV log and progress bars. Multi-GPU and multi-node through torch.distributed: launch
+with `torchrun`, and every rank trains on its shard of the batches under DistributedDataParallel.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from .batch import Frame, make_batch
+from .loss import action_loss, baselines, force_loss, predictor_loss
+
+
+@dataclass
+class TrainingOptions:
+    epochs: int = 100
+    pretrain_epochs: int = 0          # force pretraining of V before the action loss
+    batch_frames: int = 4
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 15                # epochs without validation improvement before stopping
+    lr_patience: int = 5
+    predictor_weight: float = 1.0
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = True
+
+
+class Objective(nn.Module):
+    """The losses as a module's forward, so DistributedDataParallel can wrap them."""
+
+    def __init__(self, model: nn.Module, stride: float, baseline: torch.Tensor):
+        super().__init__()
+        self.model, self.stride = model, stride
+        self.baseline = [float(b) for b in baseline]  # [action, predictor, force]: losses are fractions of these
+        self.phase = "action"
+
+    def forward(self, batch) -> torch.Tensor:
+        if self.phase == "pretrain":
+            force = force_loss(self.model.action.potential_energy_per_atom, batch, self.stride)
+            return (force / self.baseline[2]).reshape(1)
+        losses = [action_loss(self.model, batch, self.stride) / self.baseline[0]]
+        if hasattr(self.model, "predict"):
+            losses.append(predictor_loss(self.model, batch, self.stride) / self.baseline[1])
+        return torch.stack(losses)
+
+
+@dataclass
+class History:
+    epoch: int = 0
+    best_validation: float = math.inf
+    best_epoch: int = -1
+    stale_epochs: int = 0
+    rows: list = field(default_factory=list)
+
+
+def split_by_trajectory(trajectories: list[list[Frame]], validation_fraction: float, seed: int):
+    """Whole trajectories go to one side, so validation frames are never neighbours of training ones."""
+    if len(trajectories) < 2:
+        raise ValueError(f"need at least 2 trajectories to split train/validation by trajectory, got "
+                         f"{len(trajectories)}; record more segments")
+    order = np.random.default_rng(seed).permutation(len(trajectories))
+    n_val = min(len(trajectories) - 1, max(1, round(validation_fraction * len(trajectories))))
+    validation = [f for k in order[:n_val] for f in trajectories[k]]
+    training = [f for k in order[n_val:] for f in trajectories[k]]
+    return training, validation
+
+
+class Trainer:
+    """Trains ``model`` (a LearnedAction[WithPredictor]) on frames; writes into ``directory``."""
+
+    def __init__(self, model: nn.Module, metadata: dict, training: list[Frame], validation: list[Frame],
+                 directory: str | Path, options: TrainingOptions):
+        if not training or not validation:
+            raise ValueError("empty dataset: training and validation need at least one frame each")
+        self.metadata, self.options = metadata, options
+        self.directory = Path(directory)
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        self.device = torch.device(options.device)
+        if self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        self.dtype = next(model.parameters()).dtype
+        self.model = model.to(self.device)
+        self.stride = float(metadata["stride"])
+        self.training = self._batches(training)
+        self.validation = self._batches(validation)
+        if options.pretrain_epochs and any(b.forces is None for b in self.training):
+            raise ValueError("pretrain_epochs > 0 needs reference forces in every training frame")
+        self.objective = Objective(self.model, self.stride, baselines(self.training, self.stride))
+        self.wrapped = (nn.parallel.DistributedDataParallel(self.objective, find_unused_parameters=True)
+                        if self.world > 1 else self.objective)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=options.learning_rate,
+                                           weight_decay=options.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.5,
+                                                                    patience=options.lr_patience)
+        self.history = History()
+        self.checkpoint = self.directory / "checkpoint.pt"
+        if self.checkpoint.exists():
+            self._resume()
+
+    def _batches(self, frames: list[Frame]):
+        meta, size = self.metadata, self.options.batch_frames
+        return [make_batch(frames[k:k + size], meta["species"], meta["masses"], meta["cutoff"], self.dtype,
+                           self.device) for k in range(0, len(frames), size)]
+
+    # --- checkpoints ---------------------------------------------------------------------------------
+
+    def _state(self):
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "history": asdict(self.history),
+                "metadata": self.metadata, "options": asdict(self.options)}
+
+    def _resume(self):
+        state = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        if state["metadata"] != self.metadata:
+            raise ValueError(f"{self.checkpoint} belongs to a different model (metadata differ); use a new "
+                             "output directory or delete the checkpoint to start over")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.history = History(**state["history"])
+
+    def _save(self, best: bool):
+        if self.rank != 0:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        partial = self.checkpoint.with_suffix(".tmp")
+        torch.save(self._state(), partial)
+        partial.replace(self.checkpoint)  # atomic: a kill mid-write never loses the last checkpoint
+        if best:
+            torch.save(self.model.state_dict(), self.directory / "best_weights.pt")
+
+    # --- loop ----------------------------------------------------------------------------------------
+
+    def _run_epoch(self, batches, train: bool) -> np.ndarray:
+        mine = batches[self.rank::self.world]
+        totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # summed losses, count
+        for batch in tqdm(mine, disable=not (self.options.progress and self.rank == 0), leave=False,
+                          desc="train" if train else "validate"):
+            losses = self.wrapped(batch)
+            if train:
+                weights = torch.ones_like(losses)
+                if len(losses) > 1:
+                    weights[1] = self.options.predictor_weight
+                self.optimizer.zero_grad()
+                (losses * weights).sum().backward()
+                self.optimizer.step()
+            totals[: len(losses)] += losses.detach().to(torch.float64)
+            totals[2] += 1
+        if self.world > 1:
+            dist.all_reduce(totals)
+        return (totals[:2] / totals[2].clamp(min=1)).cpu().numpy()
+
+    def fit(self) -> History:
+        options, history = self.options, self.history
+        log = self.directory / "log.csv"
+        total = options.pretrain_epochs + options.epochs
+        while history.epoch < total and history.stale_epochs < options.patience:
+            start = time.perf_counter()
+            pretraining = history.epoch < options.pretrain_epochs
+            self.objective.phase = "pretrain" if pretraining else "action"
+            self.model.train()
+            train = self._run_epoch(self.training, train=True)
+            self.model.eval()
+            validation = self._run_epoch(self.validation, train=False)
+            score = float(validation[0] + options.predictor_weight * validation[1])
+            history.epoch += 1
+            improved = not pretraining and score < history.best_validation
+            if not pretraining:
+                self.scheduler.step(score)
+                if improved:
+                    history.best_validation, history.best_epoch, history.stale_epochs = score, history.epoch, 0
+                else:
+                    history.stale_epochs += 1
+            row = {"epoch": history.epoch, "phase": "pretrain" if pretraining else "action",
+                   "train_action": train[0], "train_predictor": train[1], "val_action": validation[0],
+                   "val_predictor": validation[1], "lr": self.optimizer.param_groups[0]["lr"],
+                   "seconds": time.perf_counter() - start}
+            history.rows.append(row)
+            self._save(best=improved)
+            if self.rank == 0:
+                new = not log.exists()
+                with log.open("a", newline="") as handle:
+                    writer = csv.DictWriter(handle, fieldnames=list(row))
+                    if new:
+                        writer.writeheader()
+                    writer.writerow(row)
+        if self.rank == 0:
+            (self.directory / "summary.json").write_text(json.dumps(asdict(history), indent=1, default=float))
+        return history
+
+    def best_model(self) -> nn.Module:
+        """The model with the weights of the best validation epoch."""
+        self.model.load_state_dict(torch.load(self.directory / "best_weights.pt", map_location=self.device))
+        return self.model

@@ -1,0 +1,109 @@
+"""Symmetries of the learned action and predictor, checked numerically on random (untrained) weights.
+
+Heads that start at zero are randomised first, so every term of the model is exercised."""
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from actionmd.action_map import ActionMap
+from actionmd.model_file import export_model, load_model
+from actionmd.models import build_learned_model
+from actionmd.neighbors import VerletList
+
+from conftest import ne_xe_crystal
+
+
+def randomised(seed=0, predictor=True, dtype="float64"):
+    module, meta = build_learned_model(["Ne", "Xe"], stride=8.0, cutoff=5.0, features=16, layers=2,
+                                       predictor=predictor, dtype=dtype, energy_scale=1e-3, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype) * 0.3)
+    return module, meta
+
+
+def inputs(atoms, positions=None, momenta=None):
+    positions = atoms.positions if positions is None else positions
+    neighbors = VerletList(5.0, skin=0.5)
+    neighbors.update(positions, atoms.cell.array, atoms.pbc)
+    types = torch.tensor((atoms.numbers == 54).astype(np.int64))
+    p = torch.tensor(atoms.get_momenta() if momenta is None else momenta)
+    return torch.tensor(positions), p, types, neighbors.edge_index, neighbors.edge_shifts(torch.float64)
+
+
+@pytest.fixture
+def system():
+    atoms = ne_xe_crystal(repeat=2, temperature_K=300)
+    atoms.rattle(0.2, seed=3)
+    return atoms
+
+
+def test_action_is_invariant_under_rotation_translation_and_permutation(system):
+    module, _ = randomised()
+    q, p, types, edges, shifts = inputs(system)
+    reference = module(q, p, types, edges, shifts).sum()
+    # rotation of everything, cell included
+    rotation = Rotation.from_euler("xyz", [0.3, -1.1, 2.0]).as_matrix()
+    rotated = system.copy()
+    rotated.set_cell(system.cell.array @ rotation.T, scale_atoms=False)
+    rotated.positions = system.positions @ rotation.T
+    q_r, _, types_r, edges_r, shifts_r = inputs(rotated)
+    p_r = p @ torch.tensor(rotation.T)
+    assert torch.allclose(module(q_r, p_r, types_r, edges_r, shifts_r).sum(), reference, rtol=1e-12, atol=1e-14)
+    # translation
+    q_t, _, _, edges_t, shifts_t = inputs(system, system.positions + [1.3, -0.7, 2.2])
+    assert torch.allclose(module(q_t, p, types, edges_t, shifts_t).sum(), reference, rtol=1e-12, atol=1e-14)
+    # permutation of atoms
+    order = np.random.default_rng(0).permutation(len(system))
+    permuted = system[order]
+    q_p, p_p, types_p, edges_p, shifts_p = inputs(permuted)
+    assert torch.allclose(module(q_p, p_p, types_p, edges_p, shifts_p).sum(), reference, rtol=1e-12, atol=1e-14)
+
+
+def test_action_is_even_in_momenta(system):
+    module, _ = randomised()
+    q, p, types, edges, shifts = inputs(system)
+    assert torch.equal(module(q, p, types, edges, shifts), module(q, -p, types, edges, shifts))
+
+
+def test_isolated_atom_is_a_free_particle():
+    module, _ = randomised()
+    q = torch.tensor([[0.0, 0.0, 0.0], [20.0, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    p = torch.tensor([[0.3, -0.2, 0.1], [0.0, 1.0, 0.5]], dtype=torch.float64, requires_grad=True)
+    types = torch.tensor([0, 1])
+    no_edges = torch.zeros((2, 0), dtype=torch.int64)
+    action = module(q, p, types, no_edges, torch.zeros((0, 3), dtype=torch.float64)).sum()
+    gq, gp = torch.autograd.grad(action, (q, p))
+    masses = module.action.masses[types].unsqueeze(1)
+    assert torch.equal(gq, torch.zeros_like(gq))
+    assert torch.allclose(gp, 8.0 * p / masses, rtol=1e-14)
+
+
+def test_predictor_is_equivariant_and_conserves_momentum(system):
+    module, _ = randomised()
+    q, p, types, edges, shifts = inputs(system)
+    dq, dp = module.predict(q, p, types, edges, shifts)
+    assert dp.abs().max() > 1e-3  # the randomised predictor really transfers momentum
+    assert torch.abs(dp.sum(0)).max() < 1e-12 * dp.abs().sum()
+    rotation = torch.tensor(Rotation.from_euler("zyx", [0.5, 0.2, -0.9]).as_matrix())
+    rotated = system.copy()
+    rotated.set_cell(system.cell.array @ rotation.numpy().T, scale_atoms=False)
+    rotated.positions = system.positions @ rotation.numpy().T
+    q_r, _, _, edges_r, shifts_r = inputs(rotated)
+    dq_r, dp_r = module.predict(q_r + 5.0, p @ rotation.T, types, edges_r, shifts_r)  # and translated
+    assert torch.allclose(dq_r, dq @ rotation.T, atol=1e-12)
+    assert torch.allclose(dp_r, dp @ rotation.T, atol=1e-12)
+
+
+def test_learned_model_exports_and_runs_in_the_map(tmp_path, system):
+    module, meta = randomised(dtype="float32")
+    export_model(module, tmp_path / "learned.pt", meta)
+    loaded = load_model(tmp_path / "learned.pt", device="cpu")
+    assert loaded.metadata.interaction_range == 15.0 and loaded.metadata.has_predictor
+    action_map = ActionMap(loaded)
+    p0 = system.get_momenta() * 0.01
+    q, p, report = action_map.step(system.positions, p0, action_map.types_of(system.numbers), system.cell.array,
+                                   system.pbc)
+    assert report.converged and np.abs(p.sum(0) - p0.sum(0)).max() < 1e-5

@@ -1,0 +1,93 @@
+"""Training end to end on small in-process reference data: the losses fall, checkpoints resume, the
+exported model runs in the ASE integrator."""
+import numpy as np
+import pytest
+import torch
+from ase import units
+from ase.md.verlet import VelocityVerlet
+
+from actionmd.ase import ActionVerlet
+from actionmd.model_file import export_model, load_model
+from actionmd.models import build_learned_model, scales_from_frames
+from actionmd.reference import PotentialCalculator, lennard_jones
+from actionmd.training import Frame, Trainer, TrainingOptions, split_by_trajectory
+from actionmd.units import momenta_ase_to_model
+
+from conftest import NE_XE, export, ne_xe_crystal
+
+STRIDE, DT, CUTOFF = 8.0, 2.0, 6.0
+
+
+def reference_trajectories(model_dir, count=4, frames=6):
+    """Velocity Verlet at 2 fs on the reference potential; pairs 8 fs apart (model units)."""
+    calculator = PotentialCalculator(export(lennard_jones(**NE_XE, cutoff=8.0, stride=DT), model_dir / "ref2.pt"))
+    trajectories = []
+    for seed in range(count):
+        atoms = ne_xe_crystal(repeat=2, temperature_K=60, seed=seed)
+        atoms.calc = calculator
+        dyn = VelocityVerlet(atoms, DT * units.fs)
+        states = []
+        for _ in range(frames + 1):
+            states.append((atoms.positions.copy(), momenta_ase_to_model(atoms.get_momenta()),
+                           atoms.get_forces().copy()))
+            dyn.run(int(STRIDE / DT))
+        trajectories.append([Frame(atoms.numbers.copy(), a[0], a[1], b[0], b[1], atoms.cell.array.copy(),
+                                   atoms.pbc.copy(), forces=a[2]) for a, b in zip(states[:-1], states[1:])])
+    return trajectories
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return reference_trajectories(tmp_path_factory.mktemp("ref"))
+
+
+def new_trainer(data, directory, epochs, pretrain=1):
+    scales = scales_from_frames([f for trajectory in data for f in trajectory], STRIDE)
+    module, meta = build_learned_model(["Ne", "Xe"], stride=STRIDE, cutoff=CUTOFF, features=16, layers=1,
+                                       dtype="float32", **scales)
+    training, validation = split_by_trajectory(data, 0.25, seed=0)
+    options = TrainingOptions(epochs=epochs, pretrain_epochs=pretrain, batch_frames=1, learning_rate=3e-3,
+                              progress=False)
+    return Trainer(module, meta, training, validation, directory, options), meta
+
+
+def test_training_lowers_the_losses_and_exports(data, tmp_path):
+    """Losses are fractions of the free-flight baseline (1.0 = no better than free flight)."""
+    trainer, meta = new_trainer(data, tmp_path / "run", epochs=15)
+    history = trainer.fit()
+    rows = [r for r in history.rows if r["phase"] == "action"]
+    assert rows[0]["val_action"] > 0.5 and rows[0]["val_predictor"] > 0.5  # untrained: near the baseline
+    assert history.best_validation < 0.1 + 0.5
+    assert min(r["val_action"] for r in rows) < 0.1
+    assert min(r["val_predictor"] for r in rows) < 0.5
+    assert (tmp_path / "run" / "log.csv").read_text().count("\n") == len(history.rows) + 1
+    export_model(trainer.best_model().cpu(), tmp_path / "learned.pt", meta)
+    atoms = ne_xe_crystal(repeat=2, temperature_K=60, seed=9)
+    dyn = ActionVerlet(atoms, str(tmp_path / "learned.pt"))
+    dyn.run(5)
+    assert dyn.solver_summary()["max_residual"] <= 1e-5
+
+
+def test_training_resumes_from_its_checkpoint(data, tmp_path):
+    first, _ = new_trainer(data, tmp_path / "run", epochs=3)
+    first.fit()
+    resumed, _ = new_trainer(data, tmp_path / "run", epochs=5)
+    assert resumed.history.epoch == 4  # 1 pretraining + 3 action epochs already done
+    history = resumed.fit()
+    assert history.epoch == 6 and [r["epoch"] for r in history.rows] == [1, 2, 3, 4, 5, 6]
+
+
+def test_checkpoint_of_another_model_is_refused(data, tmp_path):
+    new_trainer(data, tmp_path / "run", epochs=1, pretrain=0)[0].fit()
+    module, meta = build_learned_model(["Ne", "Xe"], stride=STRIDE, cutoff=5.0, features=16, layers=1)
+    training, validation = split_by_trajectory(data, 0.25, seed=0)
+    with pytest.raises(ValueError, match="belongs to a different model"):
+        Trainer(module, meta, training, validation, tmp_path / "run", TrainingOptions(progress=False))
+
+
+def test_bad_training_inputs(data, tmp_path):
+    with pytest.raises(ValueError, match="at least 2 trajectories"):
+        split_by_trajectory(data[:1], 0.2, seed=0)
+    module, meta = build_learned_model(["Ne", "Xe"], stride=STRIDE, cutoff=CUTOFF)
+    with pytest.raises(ValueError, match="empty dataset"):
+        Trainer(module, meta, [], data[0], tmp_path, TrainingOptions())
