@@ -117,6 +117,7 @@ class Simulation:
                          f"create_box {len(cfg['elements'])} box",
                          "create_atoms 1 box"):
                 self.command(line, "structure (lattice)")
+            self._canonical_ids()
         else:
             self.command(f"read_data {self.structure_file}", "structure (data file)")
             if "file" in st and st["repeat"] != [1, 1, 1]:
@@ -139,6 +140,18 @@ class Simulation:
         self.command("thermo 1000000000", setup)  # thermo (and pe) is always evaluated at a run's last step
         if self.lmp.extract_atom("rmass") is not None:
             raise ConfigError(f"atom_style {cfg['atom_style']} with per-atom masses is not supported")
+
+    def _canonical_ids(self) -> None:
+        """Give atom IDs in (z, y, x) order of the lattice sites.
+
+        create_atoms numbers atoms processor by processor, so without this the same ID
+        sits on a different site under a different number of MPI ranks.  All atoms are
+        identical at this point, so permuting positions among IDs renumbers them.
+        """
+        x = self._gather("x", False, 3)
+        key = np.round(x, 6)
+        order = np.lexsort((key[:, 0], key[:, 1], key[:, 2]))
+        self._scatter("x", x[order])
 
     def _apply_composition(self, composition: dict, seed: int) -> None:
         """Assign types at random with exact counts; np-independent (done on gathered data)."""
