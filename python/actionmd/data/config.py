@@ -128,6 +128,8 @@ def resolve_config(raw: dict, base_dir: Path | str = ".") -> dict:
                 f"unknown built-in system {name!r}; valid names: {', '.join(systems)}"
             )
         builtin = _read_yaml(systems[name])
+        if any(kind in cfg.get("structure", {}) for kind in STRUCTURE_KINDS):
+            builtin.pop("structure", None)  # a structure of one's own replaces, never merges
         cfg = _merge(builtin, {k: v for k, v in cfg.items() if k != "system"})
         cfg["system"] = name
 
