@@ -260,6 +260,6 @@ def test_other_bad_configs(tmp_path):
     with pytest.raises(ConfigError, match=r"'structure.data_file': file '.*nowhere.data' does not exist"):
         load_config("cuni", ["structure={data_file: nowhere.data}"])
     with pytest.raises(ConfigError, match=r"'structure' needs exactly one of"):
-        load_config("cuni", ["structure.data_file=x.data"])
+        load_config("cuni", ["structure={data_file: x.data, lattice: fcc}"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         load_config("cuni", ["protocol.dt"])
