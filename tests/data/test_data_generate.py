@@ -263,3 +263,56 @@ def test_other_bad_configs(tmp_path):
         load_config("cuni", ["structure={data_file: x.data, lattice: fcc}"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         load_config("cuni", ["protocol.dt"])
+
+
+# ---------------------------------------------------------------------------- units and inputs
+
+def test_metal_and_real_units_give_the_same_model_units_trajectory(tmp_path):
+    """The LJ mixture in real units (eps in kcal/mol) must give the metal-units data."""
+    from actionmd.data.units import KCAL_MOL_IN_EV
+
+    common = ["protocol.equilibration_steps=0", "protocol.decorrelation_steps=0", "protocol.segments=1"]
+    metal = tiny_config("lj-mixture", *common)
+    eps_ne, eps_xe = 0.0030677 / KCAL_MOL_IN_EV, 0.0197340 / KCAL_MOL_IN_EV
+    real = tiny_config("lj-mixture", *common, "units=real", "potential=['pair_style lj/smooth/linear 10.0', "
+                       f"'pair_coeff 1 1 {eps_ne!r} 2.749', 'pair_coeff 2 2 {eps_xe!r} 4.055', "
+                       "'pair_modify mix arithmetic']")
+    segs = []
+    for name, cfg in (("metal", metal), ("real", real)):
+        generate(cfg, tmp_path / f"{name}.h5", progress=False)
+        segs.append(load_dataset(tmp_path / f"{name}.h5").segments[0])
+    a, b = segs
+    # LAMMPS's own constants (boltz, ftm2v) differ between its unit systems at ~1e-7.
+    for key in ("positions", "momenta", "forces", "potential_energy"):
+        np.testing.assert_allclose(getattr(b, key), getattr(a, key), rtol=1e-5, atol=1e-8, err_msg=key)
+    assert abs(a.force_to_acceleration / b.force_to_acceleration - 1) < 1e-6
+
+
+def test_ase_file_and_data_file_structures(tmp_path):
+    """A structure from any ASE-readable file, and from a LAMMPS data file."""
+    import ase.build
+    import ase.io
+    import yaml
+
+    from actionmd.data.structures import ase_file_data
+
+    cu = ase.build.bulk("Cu", "fcc", a=3.615, cubic=True) * (2, 2, 2)
+    cu.symbols[[1, 5, 9]] = "Ni"
+    ase.io.write(tmp_path / "POSCAR", cu, format="vasp")
+    common = {
+        "units": "metal", "elements": ["Cu", "Ni"],
+        "potential": ["pair_style eam/alloy", "pair_coeff * * ${potentials_dir}/CuNi.eam.alloy Cu Ni"],
+        "temperatures": 300, "seed": 3,
+        "protocol": {"dt": 1.0, "equilibration_steps": 50, "decorrelation_steps": 10, "segments": 1,
+                     "segment_steps": 20},
+    }
+    (tmp_path / "from_poscar.yaml").write_text(yaml.safe_dump({**common, "structure": {"file": "POSCAR"}}))
+    (tmp_path / "cu.data").write_text(ase_file_data(str(tmp_path / "POSCAR"), "vasp", ["Cu", "Ni"], "atomic"))
+    (tmp_path / "from_data.yaml").write_text(yaml.safe_dump({**common, "structure": {"data_file": "cu.data"}}))
+    for name in ("from_poscar", "from_data"):
+        out = tmp_path / f"{name}.h5"
+        generate(load_config(tmp_path / f"{name}.yaml"), out, progress=False)
+        seg = load_dataset(out).segments[0]
+        assert seg.n_atoms == 32 and sorted(seg.atomic_numbers)[:4] == [28, 28, 28, 29]
+        np.testing.assert_allclose(seg.cell, np.diag([7.23] * 3))
+        assert max(vv_residuals(seg)) < 1e-12
