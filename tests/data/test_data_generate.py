@@ -328,3 +328,11 @@ def test_langevin_thermostat_option(tmp_path):
     assert max(vv_residuals(seg)) < 1e-12
     with pytest.raises(ConfigError, match=r"'protocol.thermostat' must be one of \('csvr', 'ou', 'langevin'\)"):
         tiny_config("lj-mixture", "protocol.thermostat=nose-hoover")
+
+
+def test_mpi_error_on_one_rank_aborts_instead_of_hanging(tmp_path):
+    """A missing potential file is an error on rank 0 only (LAMMPS error->one)."""
+    r = run_cli(*cli_overrides("cuni", "potential=['pair_style eam/alloy', 'pair_coeff * * NoSuch.eam.alloy Cu Ni']"),
+                "-o", str(tmp_path / "x.h5"), np=2, timeout=60)
+    assert r.returncode != 0
+    assert "cannot open eam/alloy potential file NoSuch.eam.alloy" in r.stderr

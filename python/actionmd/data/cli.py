@@ -34,14 +34,33 @@ def run(args) -> int:
     from .generate import generate
     from .lammps_run import LammpsError
 
+    output = None
     try:
         cfg = load_config(args.config, args.overrides)
         output = args.output or cfg.get("output") or f"{Path(args.config).stem}.h5"
         generate(cfg, output, progress=not args.no_progress)
     except (ConfigError, LammpsError) as exc:
-        print(f"actionmd generate: error: {exc}", file=sys.stderr)
+        comm = _mpi_world()
+        if comm is not None and comm.size > 1 and getattr(exc, "one_rank", False):
+            # LAMMPS raised on this rank only (error->one): the others wait in a collective
+            # call forever unless the whole job is aborted.
+            print(f"actionmd generate: error (MPI rank {comm.rank}): {exc}", file=sys.stderr, flush=True)
+            comm.Abort(2)
+            return 2  # mpich's Abort can return before the process manager kills the job
+        if comm is None or comm.rank == 0:
+            print(f"actionmd generate: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"actionmd generate: interrupted; finished segments are kept in {output}: "
+              "re-run the same command to continue", file=sys.stderr)
+        return 130
     return 0
+
+
+def _mpi_world():
+    """MPI.COMM_WORLD if mpi4py is loaded (it is once LAMMPS was), else None."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    return mpi.COMM_WORLD if mpi is not None else None
 
 
 def main(argv=None) -> int:

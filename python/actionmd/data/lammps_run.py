@@ -48,7 +48,15 @@ OU_EVERY = 10  # steps between Ornstein-Uhlenbeck velocity refreshes (thermostat
 
 
 class LammpsError(RuntimeError):
-    """LAMMPS rejected a command; the message contains LAMMPS's own error text."""
+    """LAMMPS rejected a command; the message contains LAMMPS's own error text.
+
+    ``one_rank``: LAMMPS raised on this MPI rank only (its "ERROR on proc N" errors), so the
+    other ranks did not see it.
+    """
+
+    def __init__(self, message: str, one_rank: bool = False):
+        super().__init__(message)
+        self.one_rank = one_rank
 
 
 @dataclass
@@ -99,7 +107,8 @@ class Simulation:
         try:
             self.lmp.command(line)
         except Exception as exc:  # LAMMPS raises a plain Exception with its message
-            raise LammpsError(f"{what}: LAMMPS rejected {line!r}:\n{exc}") from None
+            raise LammpsError(f"{what}: LAMMPS rejected {line!r}:\n{exc}",
+                              one_rank="ERROR on proc" in str(exc)) from None
 
     # ------------------------------------------------------------------ build
     def build(self, composition: dict | None, composition_seed: int) -> None:
