@@ -290,17 +290,14 @@ class Simulation:
         dt = float(self.lmp.extract_global("dt"))
         masses = self.per_type_masses()[self.types() - 1][:, None]
         sigma = np.sqrt(boltz * temperature / (masses * mvv2e))
-        done, first = 0, True
-        while done < steps:
-            n = min(OU_EVERY, steps - done)
-            self.command(f"run {n} post no" if first else f"run {n} pre no post no", "thermostatted run")
-            first = False
+
+        def refresh(n: int) -> None:
             c = np.exp(-n * dt / damp)
             v = c * self._gather("v", False, 3) + np.sqrt(1.0 - c * c) * sigma * rng.standard_normal((len(masses), 3))
             v -= (masses * v).sum(axis=0) / masses.sum()
             self._scatter("v", v)
-            done += n
-            progress(n)
+
+        self._run_chunked(steps, OU_EVERY, progress, after_chunk=refresh)
 
     def record(self, steps: int, every: int, progress: Callable[[int], None] = lambda n: None) -> list[Frame]:
         """NVE velocity Verlet for ``steps`` steps, one frame every ``every`` steps (first included)."""
@@ -312,11 +309,14 @@ class Simulation:
             progress(every)
         return frames
 
-    def _run_chunked(self, steps: int, chunk: int, progress: Callable[[int], None]) -> None:
+    def _run_chunked(self, steps: int, chunk: int, progress: Callable[[int], None],
+                     after_chunk: Callable[[int], None] = lambda n: None) -> None:
+        """``run`` in chunks (set-up once: ``pre no`` after the first) for progress and hooks."""
         done, first = 0, True
         while done < steps:
             n = min(chunk, steps - done)
             self.command(f"run {n} post no" if first else f"run {n} pre no post no", "thermostatted run")
             first = False
+            after_chunk(n)
             done += n
             progress(n)
