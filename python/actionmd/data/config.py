@@ -328,6 +328,13 @@ def _check_protocol(proto: Any) -> dict:
     return out
 
 
+def element_mass(cfg: dict, element: str) -> float:
+    """The config's mass for an element (u): its ``masses`` entry, else ASE's standard mass."""
+    from ase.data import atomic_masses, atomic_numbers
+
+    return float(cfg["masses"].get(element, atomic_masses[atomic_numbers[element]]))
+
+
 def conditions(cfg: dict) -> list[dict]:
     """Every (composition, temperature) pair, compositions outermost."""
     return [

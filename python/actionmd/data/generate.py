@@ -24,7 +24,7 @@ import numpy as np
 from ase.data import atomic_numbers
 
 from .. import __version__
-from .config import conditions
+from .config import conditions, element_mass
 from .lammps_run import Simulation, State, import_lammps, lammps_versions
 from .store import Store, frames_to_arrays
 from .structures import ase_file_data, water_box_data
@@ -65,9 +65,7 @@ def _structure_file(cfg: dict, workdir: str) -> str | None:
         return st["data_file"]
     path = os.path.join(workdir, "structure.data")
     if "water_box" in st:
-        from ase.data import atomic_masses
-
-        masses = {el: cfg["masses"].get(el, float(atomic_masses[atomic_numbers[el]])) for el in ("O", "H")}
+        masses = {el: element_mass(cfg, el) for el in ("O", "H")}
         text = water_box_data(st["water_box"]["molecules"], st["water_box"]["density"],
                               _seed(cfg["seed"], SEED_STRUCTURE), masses)
     elif "file" in st:

@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from .config import ConfigError
+from .config import ConfigError, element_mass
 from .units import UNITS
 
 
@@ -176,17 +176,11 @@ class Simulation:
         self._scatter("type", types)
 
     def _set_masses(self) -> None:
-        from ase.data import atomic_masses, atomic_numbers
-
         from_file = "data_file" in self.cfg["structure"]
         for i, el in enumerate(self.cfg["elements"], start=1):
-            if el in self.cfg["masses"]:
-                mass = float(self.cfg["masses"][el])
-            elif from_file:
+            if from_file and el not in self.cfg["masses"]:
                 continue  # the data file's Masses section (or LAMMPS's error if absent)
-            else:
-                mass = float(atomic_masses[atomic_numbers[el]])
-            self.command(f"mass {i} {mass!r}", "masses")
+            self.command(f"mass {i} {element_mass(self.cfg, el)!r}", "masses")
 
     # ------------------------------------------------------------------ data exchange
     @property
