@@ -251,6 +251,13 @@ def test_broken_potential_line_shows_lammps_error(tmp_path):
     assert "NoSuch.eam.alloy" in r.stderr.split("LAMMPS rejected", 1)[1].split("\n", 1)[1]
 
 
+def test_a_blown_up_run_says_so(tmp_path):
+    cfg = tiny_config("lj-mixture", "protocol.dt=500", "protocol.equilibration_steps=0",
+                      "protocol.decorrelation_steps=0", "temperatures=1000")
+    with pytest.raises(LammpsError, match=r"(?s)Lost atoms.*blew up: reduce protocol.dt"):
+        generate(cfg, tmp_path / "x.h5", progress=False)
+
+
 def test_other_bad_configs(tmp_path):
     with pytest.raises(ConfigError, match="elements.*'Xx' is not a chemical symbol"):
         load_config("lj-mixture", ["elements=[Ne, Xx]"])

