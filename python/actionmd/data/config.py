@@ -189,7 +189,11 @@ def _check_potential(cfg: dict) -> None:
     pot = [line.strip() for line in pot if line.strip() and not line.strip().startswith("#")]
     if not pot:
         raise ConfigError("'potential' has no LAMMPS commands; give at least pair_style and pair_coeff")
-    forbidden = ("units", "atom_style", "run", "fix", "velocity", "timestep", "read_data", "create_box")
+    # The generator owns these: integration, thermostats, output (thermo_modify norm would
+    # change the meaning of the stored energies), and the structure.
+    forbidden = ("units", "atom_style", "run", "minimize", "fix", "unfix", "velocity", "timestep",
+                 "read_data", "create_box", "create_atoms", "thermo", "thermo_style", "thermo_modify",
+                 "reset_timestep", "clear")
     for line in pot:
         word = line.split()[0]
         if word in forbidden:
