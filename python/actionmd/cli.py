@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print the raw actionmd.json")
     info.set_defaults(func=_info)
     from .data.cli import register as register_generate
+    from .training.cli import register as register_training
     register_generate(commands)
+    register_training(commands)
     return parser
 
 

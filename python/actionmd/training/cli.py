@@ -1,0 +1,30 @@
+"""The `train` and `export` subcommands."""
+from __future__ import annotations
+
+
+def _train(args) -> int:
+    from .config import train_from_config
+    path = train_from_config(args.config, progress=not args.no_progress)
+    print(f"model written to {path}")
+    return 0
+
+
+def _export(args) -> int:
+    from .config import export_from_run
+    export_from_run(args.run, args.output, dtype=args.dtype)
+    return 0
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser("train", help="train an action (and predictor) from reference data",
+                                  description="Train as CONFIG.yaml says (see actionmd.training.config); "
+                                              "resumes from the run's checkpoint. Multi-GPU: torchrun "
+                                              "--nproc_per_node=N -m actionmd.cli train CONFIG.yaml")
+    train.add_argument("config", help="training config (YAML)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.set_defaults(func=_train)
+    export = subparsers.add_parser("export", help="export the best model of a training run")
+    export.add_argument("run", help="the run directory (the config's 'output')")
+    export.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
+    export.add_argument("--dtype", choices=["float32", "float64"], help="convert the weights (default: as trained)")
+    export.set_defaults(func=_export)

@@ -1,0 +1,112 @@
+"""`actionmd train CONFIG.yaml`: read the config, build data and model, train, export the best model.
+
+    data: [lj.h5, ...]            # reference datasets written by `actionmd generate`
+    stride: 16.0                  # fs, a multiple of the stored frame interval
+    every: 4                      # use every 4th frame as a starting point
+    validation_fraction: 0.25     # whole segments go to validation
+    model: {cutoff: 6.0, features: 32, layers: 2, radial_size: 8, predictor: true, dtype: float32}
+    training: {epochs: 200, pretrain_epochs: 5, batch_frames: 2, learning_rate: 1e-3, patience: 20}
+    output: runs/lj-mixture       # checkpoint.pt, log.csv, best_weights.pt, model.pt
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..model_file import export_model
+from ..models import build_learned_model, scales_from_frames
+from .dataset import frames_from_dataset
+from .trainer import Trainer, TrainingOptions, split_by_trajectory
+
+MODEL_KEYS = {"cutoff", "features", "layers", "radial_size", "predictor", "dtype", "seed"}
+TOP_KEYS = {"data", "stride", "every", "validation_fraction", "model", "training", "output", "description"}
+
+
+class TrainConfigError(ValueError):
+    """A training config that cannot be used as written."""
+
+
+def read_config(path: str | Path) -> dict:
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise TrainConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as err:
+        raise TrainConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(config, dict):
+        raise TrainConfigError(f"{path}: expected a mapping of keys {sorted(TOP_KEYS)}")
+    unknown = set(config) - TOP_KEYS
+    missing = {"data", "stride", "model", "output"} - set(config)
+    if unknown or missing:
+        raise TrainConfigError(f"{path}: " + "; ".join(
+            ([f"unknown key(s) {sorted(unknown)}"] if unknown else []) +
+            ([f"missing key(s) {sorted(missing)}"] if missing else [])) + f" (valid keys: {sorted(TOP_KEYS)})")
+    bad_model = set(config["model"]) - MODEL_KEYS
+    if bad_model or "cutoff" not in config["model"]:
+        raise TrainConfigError(f"{path}: model needs 'cutoff' and takes only {sorted(MODEL_KEYS)}"
+                               + (f"; unknown {sorted(bad_model)}" if bad_model else ""))
+    valid_training = {f.name for f in fields(TrainingOptions)}
+    bad_training = set(config.get("training") or {}) - valid_training
+    if bad_training:
+        raise TrainConfigError(f"{path}: unknown training key(s) {sorted(bad_training)}; valid: {sorted(valid_training)}")
+    base = Path(path).parent
+    config["data"] = [str(base / d) for d in ([config["data"]] if isinstance(config["data"], str) else config["data"])]
+    config["output"] = str(base / config["output"])
+    return config
+
+
+def train_from_config(path: str | Path, progress: bool = True) -> Path:
+    """Train as the config says; return the path of the exported model (rank 0)."""
+    from ..data import load_dataset
+    config = read_config(path)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    options = TrainingOptions(**{**(config.get("training") or {}), "progress": progress})
+    if distributed and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if options.device == "cuda" else "gloo")
+    dataset = load_dataset(config["data"])
+    stride = float(config["stride"])
+    trajectories = frames_from_dataset(dataset, stride, every=int(config.get("every", 1)))
+    training, validation = split_by_trajectory(trajectories, float(config.get("validation_fraction", 0.25)),
+                                               seed=options.seed)
+    species = sorted({int(z) for trajectory in trajectories for f in trajectory for z in f.numbers})
+    masses = {int(z): float(m) for s in dataset.segments for z, m in zip(s.atomic_numbers, s.masses)}
+    model_options = dict(config["model"])
+    module, metadata = build_learned_model(species, stride, masses=[masses[z] for z in species],
+                                           **model_options, **scales_from_frames(training, stride))
+    metadata["training"] = {"config": str(path), "data": config["data"], "description": config.get("description")}
+    trainer = Trainer(module, metadata, training, validation, config["output"], options)
+    history = trainer.fit()
+    output = Path(config["output"]) / "model.pt"
+    if trainer.rank == 0:
+        metadata["training"].update(epochs=history.epoch, best_epoch=history.best_epoch,
+                                    best_validation=history.best_validation)
+        export_model(trainer.best_model().cpu(), output, metadata)
+    return output
+
+
+def export_from_run(run_directory: str | Path, output: str | Path, dtype: str | None = None) -> Path:
+    """Rebuild the model of a training run from its checkpoint and export its best weights."""
+    run_directory = Path(run_directory)
+    checkpoint = run_directory / "checkpoint.pt"
+    if not checkpoint.exists():
+        raise TrainConfigError(f"{run_directory}: no checkpoint.pt; is this the 'output' of `actionmd train`?")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    metadata = dict(state["metadata"])
+    architecture = dict(metadata["architecture"])
+    architecture.pop("name", None)
+    module, _ = build_learned_model(metadata["species"], metadata["stride"], metadata["cutoff"],
+                                    masses=metadata["masses"], predictor=metadata["has_predictor"],
+                                    dtype=metadata["dtype"], **architecture)
+    best = run_directory / "best_weights.pt"
+    module.load_state_dict(torch.load(best, map_location="cpu") if best.exists() else state["model"])
+    if dtype is not None and dtype != metadata["dtype"]:
+        module = module.to(getattr(torch, dtype))
+        metadata["dtype"] = dtype
+    export_model(module, output, metadata)
+    print(json.dumps({"exported": str(output), "dtype": metadata["dtype"]}))
+    return Path(output)

@@ -1,0 +1,59 @@
+"""The whole learning pipeline in seconds: LAMMPS reference data -> `actionmd train` -> `actionmd export`
+-> the ASE integrator runs the learned model."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from ase import Atoms
+
+from actionmd.ase import ActionVerlet
+from actionmd.data import load_dataset
+from actionmd.model_file import load_model
+from actionmd.training.config import TrainConfigError, read_config, train_from_config
+from actionmd.units import momenta_model_to_ase
+
+
+def write_config(directory, data_file, **changes):
+    config = {"data": [str(data_file)], "stride": 4.0, "every": 2, "validation_fraction": 0.25,
+              "model": {"cutoff": 5.0, "features": 16, "layers": 1, "dtype": "float32"},
+              "training": {"epochs": 8, "pretrain_epochs": 1, "batch_frames": 1, "learning_rate": 3e-3},
+              "output": "run", **changes}
+    path = directory / "train.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_generate_train_export_run(lj_file, tmp_path):
+    model_path = train_from_config(write_config(tmp_path, lj_file), progress=False)
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    header = log[0].split(",")
+    rows = [dict(zip(header, line.split(","))) for line in log[1:]]
+    action_rows = [r for r in rows if r["phase"] == "action"]
+    assert float(action_rows[-1]["val_action"]) < 0.5 * float(action_rows[0]["val_action"])
+    meta = load_model(model_path, device="cpu").metadata
+    assert meta.stride == 4.0 and meta.species == (10, 54) and meta.extra["training"]["best_epoch"] >= 1
+    exported = tmp_path / "model64.pt"
+    subprocess.run([sys.executable, "-m", "actionmd.cli", "export", str(tmp_path / "run"), "-o", str(exported),
+                    "--dtype", "float64"], check=True, capture_output=True)
+    assert load_model(exported, device="cpu").metadata.dtype == "float64"
+    segment = load_dataset(lj_file).segments[0]
+    atoms = Atoms(numbers=segment.atomic_numbers, positions=segment.positions[0], cell=segment.cell, pbc=True,
+                  masses=segment.masses)
+    atoms.set_momenta(momenta_model_to_ase(segment.momenta[0]))
+    dyn = ActionVerlet(atoms, str(exported))
+    dyn.run(5)
+    assert dyn.solver_summary()["max_residual"] <= 1e-8 and np.isfinite(atoms.positions).all()
+
+
+def test_bad_training_configs(lj_file, tmp_path):
+    with pytest.raises(TrainConfigError, match=r"unknown key\(s\) \['epochs'\]"):
+        read_config(write_config(tmp_path, lj_file, epochs=3))
+    with pytest.raises(TrainConfigError, match=r"unknown training key\(s\) \['lr'\]"):
+        read_config(write_config(tmp_path, lj_file, training={"lr": 1e-3}))
+    with pytest.raises(ValueError, match="not a whole multiple of the stored frame interval"):
+        train_from_config(write_config(tmp_path, lj_file, stride=2.5), progress=False)
+    result = subprocess.run([sys.executable, "-m", "actionmd.cli", "export", str(tmp_path / "nothing"), "-o", "x.pt"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "no checkpoint.pt" in result.stderr
