@@ -5,14 +5,14 @@ the initial guess and the solver, and it checks the system against the model (sp
 """
 from __future__ import annotations
 
-import warnings
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from .model_file import LoadedModel, load_model
 from .neighbors import VerletList
-from .solver import SolverOptions, StepReport, solve
+from .solver import DEFAULT_TOL, SolverOptions, StepReport, solve
 
 GUESSES = ("predictor", "free_flight", "previous")
 MODES = ("action", "predictor")
@@ -33,8 +33,11 @@ class ActionMap:
         if "predictor" in (mode, guess) and not meta.has_predictor:
             raise ValueError(f"{self.model.path}: this model has no predictor (has_predictor is false); "
                              "use mode='action' with guess='free_flight' or 'previous'")
-        self.mode, self.guess, self.solver = mode, guess, solver or SolverOptions()
         self.device, self.dtype = self.model.device, meta.torch_dtype
+        solver = solver or SolverOptions()
+        # the state is float64 here; the reachable tolerance is set by the model's dtype
+        self.solver = replace(solver, tol=solver.tol if solver.tol is not None else DEFAULT_TOL[self.dtype])
+        self.mode, self.guess = mode, guess
         self.neighbors = VerletList(meta.cutoff, skin, self.device)
         self.type_masses = torch.tensor(meta.masses, dtype=torch.float64, device=self.device)
         self.nsteps = 0

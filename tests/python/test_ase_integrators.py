@@ -97,6 +97,7 @@ def test_float32_model_tracks_float64(lj_mixture_model, lj_mixture_model_f32):
     a64, a32 = ne_xe_crystal(), ne_xe_crystal()
     ActionVerlet(a64, lj_mixture_model).run(20)
     dyn = ActionVerlet(a32, lj_mixture_model_f32)
+    assert dyn.map.solver.tol == 1e-5  # the float32 default, not the float64 one
     dyn.run(20)
     assert np.abs(a64.positions - a32.positions).max() < 1e-4
     assert dyn.solver_summary()["max_residual"] <= 1e-5
