@@ -13,26 +13,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from ase.build import bulk
-from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
 from actionmd.ase import ActionVerlet
+from actionmd.examples import NE_XE, ne_xe_crystal
 from actionmd.model_file import export_model
 from actionmd.reference import lennard_jones
 
-NE_XE = dict(species=["Ne", "Xe"], epsilon=[0.00312, 0.0192], sigma=[2.79, 3.97], cutoff=8.0)
-
-
 def system():
-    atoms = bulk("Ar", "fcc", a=5.6, cubic=True).repeat((5, 5, 10))  # 1000 atoms
-    atoms.numbers = np.where(np.arange(len(atoms)) % 2 == 0, 10, 54)
-    atoms.set_masses()
-    atoms.rattle(0.05, seed=0)
-    thermalize_momenta(atoms, 60.0, rng=np.random.default_rng(0))
-    Stationary(atoms)
-    return atoms
+    return ne_xe_crystal(repeat=(5, 5, 10), temperature_K=60.0)  # 1000 atoms
 
 
 def measure(model, method, steps, warmup=3):
@@ -58,7 +47,7 @@ def main():
     for stride in (8.0, 32.0):
         for dtype in ("float64", "float32"):
             path = workdir / f"lj-{stride:g}-{dtype}.pt"
-            module, metadata = lennard_jones(**NE_XE, stride=stride, dtype=dtype)
+            module, metadata = lennard_jones(**NE_XE, cutoff=8.0, stride=stride, dtype=dtype)
             export_model(module, path, metadata)
             for method in ("anderson", "newton"):
                 row = {"stride_fs": stride, "dtype": dtype, "method": method, **measure(str(path), method, args.steps)}

@@ -15,27 +15,13 @@ from pathlib import Path
 
 import numpy as np
 from ase import units
-from ase.build import bulk
-from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 from tqdm import tqdm
 
 from .ase import ActionVerlet
+from .examples import NE_XE, ne_xe_crystal
 from .model_file import export_model
 from .reference import PotentialCalculator, lennard_jones
-
-NE_XE = dict(species=["Ne", "Xe"], epsilon=[0.00312, 0.0192], sigma=[2.79, 3.97], cutoff=8.0)
-
-
-def ne_xe_crystal(repeat: int, temperature_K: float, seed: int = 0):
-    atoms = bulk("Ar", "fcc", a=5.6, cubic=True).repeat(repeat)
-    atoms.numbers = np.where(np.arange(len(atoms)) % 2 == 0, 10, 54)
-    atoms.set_masses()
-    atoms.rattle(0.05, seed=seed)
-    thermalize_momenta(atoms, temperature_K, rng=np.random.default_rng(seed))
-    Stationary(atoms)
-    return atoms
-
 
 def run(label, atoms, dynamics, stride_fs, duration_fs):
     """Run, sampling the total energy every ~40 fs; return one row of the summary table."""
@@ -73,7 +59,7 @@ def main(argv=None):
 
     workdir = Path(tempfile.mkdtemp(prefix="actionmd-demo-"))
     model = workdir / f"ne-xe-midpoint-{args.stride:g}fs.pt"
-    module, meta = lennard_jones(**NE_XE, stride=args.stride)
+    module, meta = lennard_jones(**NE_XE, cutoff=8.0, stride=args.stride)
     export_model(module, model, meta)
     calculator = PotentialCalculator(model)
     n_atoms = len(ne_xe_crystal(args.repeat, args.temperature))

@@ -3,15 +3,13 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from ase.build import bulk
 
 from actionmd.model_file import export_model
 from actionmd.reference import einstein, lennard_jones
 
 torch.set_num_threads(2)
 
-# Ne-Xe mixture with Lorentz–Berthelot mixing (eV, Å): mass ratio 6.5
-NE_XE = dict(species=["Ne", "Xe"], epsilon=[0.00312, 0.0192], sigma=[2.79, 3.97])
+from actionmd.examples import NE_XE, ne_xe_crystal  # noqa: F401  (re-exported for the tests)
 
 
 @pytest.fixture(scope="session")
@@ -33,18 +31,6 @@ def lj_mixture_model(model_dir):
 @pytest.fixture(scope="session")
 def lj_mixture_model_f32(model_dir):
     return export(lennard_jones(**NE_XE, cutoff=8.0, stride=8.0, dtype="float32"), model_dir / "nexe32.pt")
-
-
-def ne_xe_crystal(repeat=2, temperature_K=40.0, seed=0):
-    """An fcc crystal with alternating Ne and Xe (periodic), thermalised with zero total momentum."""
-    from ase.md.velocitydistribution import Stationary, thermalize_momenta
-    atoms = bulk("Ar", "fcc", a=5.6, cubic=True).repeat(repeat)
-    atoms.numbers = np.where(np.arange(len(atoms)) % 2 == 0, 10, 54)
-    atoms.set_masses()
-    atoms.rattle(0.05, seed=seed)
-    thermalize_momenta(atoms, temperature_K, rng=np.random.default_rng(seed))
-    Stationary(atoms)
-    return atoms
 
 
 def ne_xe_cluster(seed=0, a=3.06):
