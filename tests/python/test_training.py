@@ -47,7 +47,7 @@ def new_trainer(data, directory, epochs, pretrain=1):
                                        dtype="float32", **scales)
     training, validation = split_by_trajectory(data, 0.25, seed=0)
     options = TrainingOptions(epochs=epochs, pretrain_epochs=pretrain, batch_frames=1, learning_rate=3e-3,
-                              progress=False)
+                              rollout_steps=20, progress=False)
     return Trainer(module, meta, training, validation, directory, options), meta
 
 
@@ -60,6 +60,9 @@ def test_training_lowers_the_losses_and_exports(data, tmp_path):
     assert history.best_validation < 0.1 + 0.5
     assert min(r["val_action"] for r in rows) < 0.1
     assert min(r["val_predictor"] for r in rows) < 0.5
+    rollout = trainer.summary["rollout"]  # the real solver on a validation start, 20 strides
+    assert rollout["failed_at"] is None and rollout["steps"] == 20 and rollout["max_residual"] <= 1e-5
+    assert set(rollout["mean_temperature_K"]) == {"10", "54"}
     assert (tmp_path / "run" / "log.csv").read_text().count("\n") == len(history.rows) + 1
     export_model(trainer.best_model().cpu(), tmp_path / "learned.pt", meta)
     atoms = ne_xe_crystal(repeat=2, temperature_K=60, seed=9)

@@ -6,6 +6,7 @@ with `torchrun`, and every rank trains on its shard of the batches under Distrib
 """
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -35,6 +36,7 @@ class TrainingOptions:
     lr_patience: int = 5
     predictor_weight: float = 1.0
     seed: int = 0
+    rollout_steps: int = 50           # a rollout with the real solver after training (0: none)
     device: str = "cpu"
     progress: bool = True
 
@@ -97,6 +99,7 @@ class Trainer:
         self.stride = float(metadata["stride"])
         self.training = self._batches(training)
         self.validation = self._batches(validation)
+        self.validation_start = validation[0]
         if options.pretrain_epochs and any(b.forces is None for b in self.training):
             raise ValueError("pretrain_epochs > 0 needs reference forces in every training frame")
         self.objective = Objective(self.model, self.stride, baselines(self.training, self.stride))
@@ -199,7 +202,14 @@ class Trainer:
                         writer.writeheader()
                     writer.writerow(row)
         if self.rank == 0:
-            (self.directory / "summary.json").write_text(json.dumps(asdict(history), indent=1, default=float))
+            summary = asdict(history)
+            if options.rollout_steps and history.best_epoch > 0:
+                from .rollout import rollout_check
+                summary["rollout"] = rollout_check(copy.deepcopy(self.best_model()), self.metadata,
+                                                   self.validation_start, options.rollout_steps)
+                self.model.to(self.device)
+            self.summary = summary
+            (self.directory / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
         return history
 
     def best_model(self) -> nn.Module:
