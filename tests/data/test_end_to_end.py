@@ -2,6 +2,7 @@
 -> the ASE integrator runs the learned model."""
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,3 +58,17 @@ def test_bad_training_configs(lj_file, tmp_path):
     result = subprocess.run([sys.executable, "-m", "actionmd.cli", "export", str(tmp_path / "nothing"), "-o", "x.pt"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "no checkpoint.pt" in result.stderr
+
+
+def test_distributed_training_with_torchrun(lj_file, tmp_path):
+    """Two ranks (gloo, CPU) under torchrun: equal training shards, uneven validation, no hang."""
+    config = write_config(tmp_path, lj_file, training={"epochs": 2, "pretrain_epochs": 1, "batch_frames": 1,
+                                                       "rollout_steps": 3})
+    torchrun = Path(sys.executable).parent / "torchrun"
+    result = subprocess.run([str(torchrun), "--nproc_per_node=2", "--master_addr=127.0.0.1", "--master_port=29533",
+                             "-m", "actionmd.cli", "train", str(config), "--no-progress"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("model written to") == 1  # rank 0 alone writes
+    assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 1 + 3
+    assert load_model(tmp_path / "run" / "model.pt", device="cpu").metadata.extra["training"]["epochs"] == 3

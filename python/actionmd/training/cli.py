@@ -5,7 +5,8 @@ from __future__ import annotations
 def _train(args) -> int:
     from .config import train_from_config
     path = train_from_config(args.config, progress=not args.no_progress)
-    print(f"model written to {path}")
+    if path is not None:
+        print(f"model written to {path}")
     return 0
 
 

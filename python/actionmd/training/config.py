@@ -60,8 +60,8 @@ def read_config(path: str | Path) -> dict:
     return config
 
 
-def train_from_config(path: str | Path, progress: bool = True) -> Path:
-    """Train as the config says; return the path of the exported model (rank 0)."""
+def train_from_config(path: str | Path, progress: bool = True) -> Path | None:
+    """Train as the config says; return the path of the exported model (None on ranks other than 0)."""
     from ..data import load_dataset
     config = read_config(path)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -86,7 +86,8 @@ def train_from_config(path: str | Path, progress: bool = True) -> Path:
         metadata["training"].update(epochs=history.epoch, best_epoch=history.best_epoch,
                                     best_validation=history.best_validation)
         export_model(trainer.best_model().cpu(), output, metadata)
-    return output
+        return output
+    return None
 
 
 def export_from_run(run_directory: str | Path, output: str | Path, dtype: str | None = None) -> Path:

@@ -100,10 +100,15 @@ class Trainer:
         self.training = self._batches(training)
         self.validation = self._batches(validation)
         self.validation_start = validation[0]
+        if len(self.training) < self.world:
+            raise ValueError(f"{len(self.training)} training batches cannot feed {self.world} ranks; use a "
+                             "smaller batch_frames, more data, or fewer ranks")
         if options.pretrain_epochs and any(b.forces is None for b in self.training):
             raise ValueError("pretrain_epochs > 0 needs reference forces in every training frame")
         self.objective = Objective(self.model, self.stride, baselines(self.training, self.stride))
-        self.wrapped = (nn.parallel.DistributedDataParallel(self.objective, find_unused_parameters=True)
+        # buffers are constants (masses, basis frequencies): nothing to broadcast at each forward
+        self.wrapped = (nn.parallel.DistributedDataParallel(self.objective, find_unused_parameters=True,
+                                                            broadcast_buffers=False)
                         if self.world > 1 else self.objective)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=options.learning_rate,
                                            weight_decay=options.weight_decay)
@@ -149,11 +154,15 @@ class Trainer:
     # --- loop ----------------------------------------------------------------------------------------
 
     def _run_epoch(self, batches, train: bool) -> np.ndarray:
+        if train:  # the same shuffle on every rank; equal shards, since DDP needs equal backward counts
+            order = np.random.default_rng(self.options.seed + self.history.epoch).permutation(len(batches))
+            batches = [batches[k] for k in order[: len(batches) // self.world * self.world]]
         mine = batches[self.rank::self.world]
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # summed losses, count
         for batch in tqdm(mine, disable=not (self.options.progress and self.rank == 0), leave=False,
                           desc="train" if train else "validate"):
-            losses = self.wrapped(batch)
+            # validation shards may be uneven: evaluate without DDP, whose forward is a collective
+            losses = self.wrapped(batch) if train else self.objective(batch)
             if train:
                 weights = torch.ones_like(losses)
                 if len(losses) > 1:
