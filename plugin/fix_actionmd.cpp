@@ -97,7 +97,9 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
     } else if (kw == "device") {
       need(iarg, 1, "device");
       device = arg[iarg + 1];
-      if (device != "cpu" && !utils::strmatch(device, "^cuda(:\\d+)?$"))
+      bool cuda_index = device.size() > 5 && device.compare(0, 5, "cuda:") == 0 &&
+          device.find_first_not_of("0123456789", 5) == std::string::npos;
+      if (device != "cpu" && device != "cuda" && !cuda_index)
         error->all(FLERR, "fix actionmd: device must be cpu, cuda or cuda:N, got '{}'", device);
       iarg += 2;
     } else if (kw == "onfail") {

@@ -6,6 +6,7 @@ quadratic (harmonic, on-site) H whose step has a closed form.
 Units: Angstrom, u, fs; energies in u*A^2/fs^2.
 """
 import json
+import warnings
 
 import torch
 
@@ -80,12 +81,15 @@ def metadata(species, masses, stride, cutoff, interaction_range=None, dtype="flo
 
 
 def save(module, path, meta):
-    scripted = torch.jit.script(module)
-    if meta is None:
-        torch.jit.save(scripted, str(path))
-    else:
-        text = meta if isinstance(meta, str) else json.dumps(meta)
-        torch.jit.save(scripted, str(path), _extra_files={"actionmd.json": text})
+    """TorchScript file with actionmd.json (meta: dict, raw text, or None for none)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated upstream
+        scripted = torch.jit.script(module)
+        if meta is None:
+            torch.jit.save(scripted, str(path))
+        else:
+            text = meta if isinstance(meta, str) else json.dumps(meta)
+            torch.jit.save(scripted, str(path), _extra_files={"actionmd.json": text})
     return path
 
 

@@ -1,0 +1,299 @@
+"""fix actionmd in LAMMPS: loading, bad inputs, physics and MPI consistency."""
+import numpy as np
+import pytest
+
+import lmp_models as models
+from conftest import read_dump
+
+KB_EV = 8.617333262e-5
+AR = models.AR_MASS
+
+
+def argon_data(path, temperature=300.0, n=3, a=5.26, seed=7, ntypes=1):
+    """fcc argon, n^3 cells, Maxwell velocities (A/ps) with zero total momentum."""
+    basis = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    cells = np.array([[i, j, k] for i in range(n) for j in range(n) for k in range(n)])
+    pos = ((cells[:, None, :] + basis[None]) * a).reshape(-1, 3) + 0.01
+    rng = np.random.default_rng(seed)
+    sigma_v = np.sqrt(KB_EV * temperature / AR * 9648.533212)  # A/ps; eV/u = 9648.5 A^2/ps^2
+    vel = rng.normal(0.0, sigma_v, pos.shape)
+    vel -= vel.mean(axis=0)
+    L = n * a
+    lines = ["argon for actionmd tests", "", f"{len(pos)} atoms", f"{ntypes} atom types", "",
+             f"0 {L} xlo xhi", f"0 {L} ylo yhi", f"0 {L} zlo zhi", "", "Masses", ""]
+    lines += [f"{t} {AR}" for t in range(1, ntypes + 1)]
+    lines += ["", "Atoms # atomic", ""]
+    lines += [f"{i + 1} 1 {x:.17g} {y:.17g} {z:.17g}" for i, (x, y, z) in enumerate(pos)]
+    lines += ["", "Velocities", ""]
+    lines += [f"{i + 1} {x:.17g} {y:.17g} {z:.17g}" for i, (x, y, z) in enumerate(vel)]
+    path.write_text("\n".join(lines) + "\n")
+    return L
+
+
+def lj_script(model, extra_fix="", steps=0, pre="", post="", timestep=0.02, pair="pair_style zero 6.5\npair_coeff * *",
+              comm="comm_modify cutoff 8.0", units="metal", load=True, group="all", procs=""):
+    return f"""
+units {units}
+atom_style atomic
+{procs}
+read_data ar.data
+{pair}
+neighbor 0.5 bin
+{comm}
+timestep {timestep}
+{"plugin load @PLUGIN@" if load else ""}
+{pre}
+fix int {group} actionmd {model} types Ar {extra_fix}
+thermo_style custom step temp ke f_int[1] f_int[2] f_int[3] f_int[4]
+thermo_modify format float %.17g
+thermo 10
+{post}
+run {steps}
+"""
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def test_plugin_load_and_list(run_lmp, model_dir):
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script(model_dir / "lj.pt", post="plugin list", steps=1))
+    assert r.returncode == 0, r.output[-3000:]
+    assert "fix style plugin actionmd" in r.output
+    assert "fix actionmd: model" in r.output
+
+
+def test_autoload_from_LAMMPS_PLUGIN_PATH(run_lmp, model_dir, plugin_dir):
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script(model_dir / "lj.pt", load=False, steps=1),
+                env={"LAMMPS_PLUGIN_PATH": str(plugin_dir)})
+    assert r.returncode == 0, r.output[-3000:]
+    assert f"Loaded 1 plugins from {plugin_dir}" in r.output
+
+
+# ---------------------------------------------------------------------------- bad inputs
+
+
+def _bad_model_files(d):
+    lj = models.LJAction(20.0, AR, 0.0104, 3.4, 5.0, 6.5)
+    good = models.metadata([18], [AR], 20.0, 6.5)
+    (d / "notjit.pt").write_text("this is not a zip archive\n")
+    models.save(lj, d / "nojson.pt", None)
+    models.save(lj, d / "format.pt", dict(good, format="other"))
+    models.save(lj, d / "version.pt", dict(good, format_version=2))
+    missing = dict(good)
+    del missing["cutoff"]
+    models.save(lj, d / "missing.pt", missing)
+    models.save(lj, d / "badtype.pt", dict(good, stride="20"))
+    models.save(lj, d / "badjson.pt", "{not json")
+    models.save(lj, d / "claimspred.pt", dict(good, has_predictor=True))
+    models.save(lj, d / "extra.pt", dict(good, my_extra_key={"a": 1}))
+
+
+BAD_MODELS = [
+    ("notjit.pt", "is not a TorchScript archive"),
+    ("nojson.pt", "has no actionmd.json extra file"),
+    ("format.pt", "key 'format' must be \"actionmd\""),
+    ("version.pt", "format_version 2 is newer than this plugin understands"),
+    ("missing.pt", "actionmd.json has no key 'cutoff'"),
+    ("badtype.pt", "key 'stride' must be a number"),
+    ("badjson.pt", "actionmd.json is not valid JSON"),
+    ("claimspred.pt", "has_predictor=true but the module has no predict() method"),
+    ("doesnotexist.pt", "cannot open model file"),
+]
+
+
+@pytest.mark.parametrize("fname,message", BAD_MODELS)
+def test_bad_model_file(run_lmp, fname, message):
+    _bad_model_files(run_lmp.dir)
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script(fname))
+    assert r.returncode != 0
+    assert message in r.output, r.output[-3000:]
+
+
+def test_unknown_extra_keys_are_allowed(run_lmp):
+    _bad_model_files(run_lmp.dir)
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script("extra.pt", steps=1))
+    assert r.returncode == 0, r.output[-3000:]
+
+
+BAD_INPUTS = [
+    (dict(extra_fix="colour red"), "unknown keyword 'colour'"),
+    (dict(extra_fix="tol"), "keyword 'tol' needs 1 value(s)"),
+    (dict(extra_fix="tol -1"), "tol must be > 0"),
+    (dict(extra_fix="maxiter 0"), "maxiter must be >= 1"),
+    (dict(extra_fix="mode fast"), "mode must be 'action' or 'predictor'"),
+    (dict(extra_fix="mode predictor"), "mode predictor needs a model with a predictor"),
+    (dict(extra_fix="onfail maybe"), "onfail must be 'error' or 'warn'"),
+    (dict(extra_fix="device tpu"), "device must be cpu, cuda or cuda:N"),
+    (dict(extra_fix="device cuda"), "no usable CUDA device"),
+    (dict(timestep=0.01), "timestep 0.01 (metal units, = 10 fs) does not match the model stride 20 fs; use 'timestep 0.02'"),
+    (dict(units="real", timestep=10), "timestep 10 (real units, = 10 fs) does not match the model stride 20 fs; use 'timestep 20'"),
+    (dict(pre="mass 1 40.5"), "mass of atom type 1 (Ar) is 40.5 g/mol but model"),
+    (dict(pair="pair_style lj/cut 6.5\npair_coeff * * 0.0104 3.4"), "pair_style lj/cut is defined"),
+    (dict(comm=""), "the ghost-atom cutoff 7 A is too short"),
+    (dict(pre="neigh_modify every 5 delay 0"), "neigh_modify every 1 delay 0 check yes"),
+    (dict(pre="group half id <= 10", group="half"), "must be applied to group all"),
+]
+
+
+@pytest.mark.parametrize("kwargs,message", BAD_INPUTS, ids=[m[:30] for _, m in BAD_INPUTS])
+def test_bad_input(run_lmp, model_dir, kwargs, message):
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script(model_dir / "lj.pt", steps=1, **kwargs))
+    assert r.returncode != 0
+    assert message in r.output, r.output[-3000:]
+
+
+def test_units_lj_is_an_error(run_lmp, model_dir):
+    script = f"""
+units lj
+lattice fcc 0.8
+region box block 0 2 0 2 0 2
+create_box 1 box
+create_atoms 1 box
+mass 1 1.0
+pair_style zero 2.5
+pair_coeff * *
+plugin load @PLUGIN@
+fix int all actionmd {model_dir / 'lj.pt'} types Ar
+run 1
+"""
+    r = run_lmp(script)
+    assert r.returncode != 0
+    assert "does not work with units lj" in r.output, r.output[-3000:]
+
+
+@pytest.mark.parametrize("types,message", [
+    ("Cu Ar", "element Cu (atom type 1) is not in model"),
+    ("Xy Ar", "'Xy' given for atom type 1 is not a chemical symbol"),
+    ("", "keyword 'types' needs 2 value(s)"),
+    (None, "the 'types' keyword is required"),
+    ("Ar NULL", "atoms of type 2 are present but the type is NULL"),
+])
+def test_bad_type_mapping(run_lmp, model_dir, types, message):
+    argon_data(run_lmp.dir / "ar.data", ntypes=2)
+    script = lj_script(model_dir / "lj.pt", steps=1, pre="set atom 1*5 type 2")
+    script = script.replace("types Ar", "" if types is None else f"types {types}")
+    r = run_lmp(script)
+    assert r.returncode != 0
+    assert message in r.output, r.output[-3000:]
+
+
+# ---------------------------------------------------------------------------- physics
+
+
+def test_harmonic_step_matches_analytic_implicit_midpoint(run_lmp):
+    """S = h*(p^2/2m + k q^2/2) with w*h = 3 > pi/2 (fixed-point iteration would diverge):
+    one stride of the implicit midpoint rule has a closed form."""
+    h, m = 10.0, AR
+    w = 3.0 / h
+    k = m * w * w
+    models.harmonic(run_lmp.dir / "harm.pt", h, m, k)
+    rng = np.random.default_rng(3)
+    q0 = rng.uniform(-2.0, 2.0, (4, 3))
+    v0 = rng.normal(0.0, 2.0, (4, 3))  # A/ps
+    atoms = "\n".join(f"create_atoms 1 single {x} {y} {z}" for x, y, z in q0)
+    vels = "\n".join(f"set atom {i + 1} vx {a:.17g} vy {b:.17g} vz {c:.17g}"
+                     for i, (a, b, c) in enumerate(v0))
+    steps = 5
+    script = f"""
+units metal
+atom_style atomic
+boundary p p p
+region box block -20 20 -20 20 -20 20
+create_box 1 box
+{atoms}
+mass 1 {m}
+{vels}
+pair_style zero 2.0
+pair_coeff * *
+neighbor 0.5 bin
+comm_modify cutoff 12.0
+timestep {h / 1000}
+plugin load @PLUGIN@
+fix int all actionmd harm.pt types Ar tol 1e-12
+thermo_style custom step f_int[1] f_int[2] f_int[3]
+thermo 1
+dump d all custom {steps} traj.dump id x y z vx vy vz
+dump_modify d sort id format float %.17g
+run {steps}
+"""
+    for np_ in (1, 2):
+        r = run_lmp(script, np=np_)
+        assert r.returncode == 0, r.output[-3000:]
+        got = read_dump(run_lmp.dir / "traj.dump")[steps]
+        q, p = q0.copy(), m * v0 / 1000.0
+        a, b = h / (2 * m), h * k / 2
+        for _ in range(steps):
+            q, p = (q * (1 - a * b) + 2 * a * p) / (1 + a * b), (p * (1 - a * b) - 2 * b * q) / (1 + a * b)
+        assert np.abs(got[:, 1:4] - q).max() < 1e-11
+        assert np.abs(got[:, 4:7] - p / m * 1000.0).max() < 1e-9  # A/ps
+        rows = r.thermo()
+        assert all(row["f_int[2]"] <= 1e-12 for row in rows[1:])
+        assert all(1 <= row["f_int[1]"] <= 3 for row in rows[1:])
+
+
+def _lj_trajectory(run_lmp, model, np_, steps, extra_fix="", procs=""):
+    L = argon_data(run_lmp.dir / "ar.data")
+    post = f"""dump d all custom {steps // 2} traj.dump id x y z vx vy vz ix iy iz
+dump_modify d sort id format float %.17g"""
+    r = run_lmp(lj_script(model, steps=steps, extra_fix=extra_fix, procs=procs, post=post), np=np_)
+    assert r.returncode == 0, r.output[-3000:]
+    return r, read_dump(run_lmp.dir / "traj.dump"), L
+
+
+def test_np1_np2_agree_and_momentum_is_conserved(run_lmp, model_dir):
+    steps = 100
+    r1, f1, L = _lj_trajectory(run_lmp, model_dir / "lj.pt", 1, steps)
+    r2, f2, _ = _lj_trajectory(run_lmp, model_dir / "lj.pt", 2, steps, procs="processors 2 1 1")
+    a, b = f1[steps], f2[steps]
+    unwrap = lambda f: f[:, 1:4] + f[:, 7:10] * L
+    dx = np.abs(unwrap(a) - unwrap(b)).max()
+    dv = np.abs(a[:, 4:7] - b[:, 4:7]).max()
+    assert dx < 1e-10 and dv < 1e-8, (dx, dv)
+    # some atoms changed subdomain (x = 0 or x = L/2 planes) during the run
+    side0 = f2[0][:, 1] < L / 2
+    side1 = f2[steps][:, 1] < L / 2
+    assert (side0 != side1).sum() > 0
+    # atoms really moved, and total momentum stays zero to round-off
+    assert np.abs(unwrap(a) - unwrap(f1[0])).max() > 0.5
+    for f in (f1, f2):
+        for step in f:
+            P = AR * f[step][:, 4:7].sum(axis=0)
+            assert np.abs(P).max() < 1e-10, (step, P)
+    assert all(row["f_int[2]"] <= 1e-8 for row in r2.thermo()[1:])
+
+
+def test_predictor_initial_guess_gives_same_trajectory(run_lmp, model_dir):
+    steps = 20
+    _, f1, _ = _lj_trajectory(run_lmp, model_dir / "lj.pt", 1, steps, extra_fix="tol 1e-12")
+    _, f2, _ = _lj_trajectory(run_lmp, model_dir / "lj_pred.pt", 1, steps, extra_fix="tol 1e-12")
+    assert np.abs(f1[steps][:, 1:7] - f2[steps][:, 1:7]).max() < 1e-10
+
+
+def test_predictor_mode_takes_the_predicted_step(run_lmp, model_dir):
+    _, f, _ = _lj_trajectory(run_lmp, model_dir / "lj_pred.pt", 1, 2, extra_fix="mode predictor")
+    # the test predictor is free flight: x' = x + v dt, v' = v
+    x0, v0 = f[0][:, 1:4] + f[0][:, 7:10] * 15.78, f[0][:, 4:7]
+    x2 = f[2][:, 1:4] + f[2][:, 7:10] * 15.78
+    assert np.abs(x2 - (x0 + 2 * 0.02 * v0)).max() < 1e-12
+    assert np.abs(f[2][:, 4:7] - v0).max() < 1e-12
+
+
+def test_float32_model_runs_to_its_default_tolerance(run_lmp, model_dir):
+    r, f, _ = _lj_trajectory(run_lmp, model_dir / "lj32.pt", 1, 10)
+    rows = r.thermo()
+    assert all(0 < row["f_int[2]"] <= 1e-5 for row in rows[1:]), rows
+
+
+def test_nonconvergence_is_an_error_or_a_warning(run_lmp, model_dir):
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script(model_dir / "lj.pt", steps=2, extra_fix="maxiter 1 tol 1e-30"))
+    assert r.returncode != 0
+    assert "did not converge at step 1" in r.output and "residual" in r.output, r.output[-3000:]
+    r = run_lmp(lj_script(model_dir / "lj.pt", steps=2, extra_fix="maxiter 1 tol 1e-30 onfail warn"))
+    assert r.returncode == 0, r.output[-3000:]
+    assert "not converged" in r.output
