@@ -9,8 +9,9 @@ KB_EV = 8.617333262e-5
 AR = models.AR_MASS
 
 
-def argon_data(path, temperature=300.0, n=3, a=5.26, seed=7, ntypes=1):
-    """fcc argon, n^3 cells, Maxwell velocities (A/ps) with zero total momentum."""
+def argon_data(path, temperature=300.0, n=3, a=5.26, seed=7, ntypes=1, xbox=None, xshift=0.0):
+    """fcc argon, n^3 cells, Maxwell velocities (A/ps) with zero total momentum.
+    xbox/xshift: a longer box in x with the crystal shifted (a slab, for empty subdomains)."""
     basis = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
     cells = np.array([[i, j, k] for i in range(n) for j in range(n) for k in range(n)])
     pos = ((cells[:, None, :] + basis[None]) * a).reshape(-1, 3) + 0.01
@@ -19,8 +20,9 @@ def argon_data(path, temperature=300.0, n=3, a=5.26, seed=7, ntypes=1):
     vel = rng.normal(0.0, sigma_v, pos.shape)
     vel -= vel.mean(axis=0)
     L = n * a
+    pos[:, 0] += xshift
     lines = ["argon for actionmd tests", "", f"{len(pos)} atoms", f"{ntypes} atom types", "",
-             f"0 {L} xlo xhi", f"0 {L} ylo yhi", f"0 {L} zlo zhi", "", "Masses", ""]
+             f"0 {xbox or L} xlo xhi", f"0 {L} ylo yhi", f"0 {L} zlo zhi", "", "Masses", ""]
     lines += [f"{t} {AR}" for t in range(1, ntypes + 1)]
     lines += ["", "Atoms # atomic", ""]
     lines += [f"{i + 1} 1 {x:.17g} {y:.17g} {z:.17g}" for i, (x, y, z) in enumerate(pos)]
@@ -297,3 +299,20 @@ def test_nonconvergence_is_an_error_or_a_warning(run_lmp, model_dir):
     r = run_lmp(lj_script(model_dir / "lj.pt", steps=2, extra_fix="maxiter 1 tol 1e-30 onfail warn"))
     assert r.returncode == 0, r.output[-3000:]
     assert "not converged" in r.output
+
+
+def test_empty_subdomains(run_lmp, model_dir):
+    """A slab in a long non-periodic box: with 'processors 2 1 1' one rank owns no atoms
+    and (ghost cutoff 8 A, gap 10 A) has no ghosts either. Must run and agree with np 1."""
+    steps = 10
+    results = []
+    for np_ in (1, 2):
+        argon_data(run_lmp.dir / "ar.data", xbox=60.0, xshift=5.0)
+        post = f"""dump d all custom {steps} traj.dump id x y z vx vy vz
+dump_modify d sort id format float %.17g"""
+        script = lj_script(model_dir / "lj.pt", steps=steps, post=post,
+                           procs="boundary f p p\nprocessors 2 1 1" if np_ == 2 else "boundary f p p")
+        r = run_lmp(script, np=np_)
+        assert r.returncode == 0, r.output[-3000:]
+        results.append(read_dump(run_lmp.dir / "traj.dump")[steps])
+    assert np.abs(results[0][:, 1:7] - results[1][:, 1:7]).max() < 1e-10
