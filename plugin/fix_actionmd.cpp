@@ -28,7 +28,7 @@ constexpr double DT_RTOL = 1.0e-9;      // relative timestep/stride mismatch tol
 FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), mode(MODE_ACTION), tol(-1.0), maxiter(50), krylov_max(60),
     krylov_rtol(1.0e-6), onfail_warn(false), skin(1.0), fs_per_time(1.0), vel_to_model(1.0),
-    stride(0.0), natoms_alloc(0), comm_mode(COMM_X), last_iter(0.0), last_residual(0.0),
+    langevin(false), t_start(0.0), t_stop(0.0), damp(0.0), seed(0), stride(0.0), natoms_alloc(0), comm_mode(COMM_X), last_iter(0.0), last_residual(0.0),
     last_hvp(0.0), last_rebuilds(0.0), ghost_margin_warned(0.0)
 {
   if (narg < 4)
@@ -118,10 +118,25 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
       if (!(skin > 0.0))
         error->all(FLERR, "fix actionmd: skin must be > 0 (Angstrom), got {}", skin);
       iarg += 2;
+    } else if (kw == "langevin") {
+      need(iarg, 4, "langevin");
+      langevin = true;
+      t_start = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+      t_stop = utils::numeric(FLERR, arg[iarg + 2], false, lmp);
+      damp = utils::numeric(FLERR, arg[iarg + 3], false, lmp);
+      seed = utils::inumeric(FLERR, arg[iarg + 4], false, lmp);
+      if (t_start < 0.0 || t_stop < 0.0)
+        error->all(FLERR, "fix actionmd: langevin temperatures must be >= 0 K, got {} {}",
+                   t_start, t_stop);
+      if (!(damp > 0.0))
+        error->all(FLERR, "fix actionmd: langevin damp must be > 0 (time units), got {}", damp);
+      if (seed <= 0) error->all(FLERR, "fix actionmd: langevin seed must be > 0, got {}", seed);
+      rng.seed(static_cast<uint64_t>(seed) + 1000003ULL * static_cast<uint64_t>(comm->me));
+      iarg += 5;
     } else {
       error->all(FLERR,
                  "fix actionmd: unknown keyword '{}' (known: types, tol, maxiter, mode, device, "
-                 "onfail, skin)",
+                 "onfail, skin, langevin)",
                  kw);
     }
   }
@@ -612,8 +627,30 @@ int FixActionMD::gmres(int nlocal, int natoms, const std::vector<double> &b, std
 
 /* ---------------------------------------------------------------------- */
 
+// Ornstein-Uhlenbeck half step on the velocities of the owned atoms:
+// v <- c v + sqrt((1 - c^2) kB T / m) xi, c = exp(-stride / (2 damp)). Target T ramps linearly
+// from Tstart to Tstop over the run, like fix langevin. Random streams are per rank.
+void FixActionMD::langevin_half_step()
+{
+  double delta = 0.0;
+  if (update->endstep > update->beginstep)
+    delta = static_cast<double>(update->ntimestep - update->beginstep) /
+        static_cast<double>(update->endstep - update->beginstep);
+  const double temperature = t_start + delta * (t_stop - t_start);
+  const double c = std::exp(-0.5 * update->dt / damp);
+  // kB T / m in (LAMMPS velocity)^2: force->boltz is energy/K, mvv2e converts m v^2 to energy
+  std::normal_distribution<double> gauss(0.0, 1.0);
+  double **v = atom->v;
+  for (int i = 0; i < atom->nlocal; ++i) {
+    double m = atom->rmass ? atom->rmass[i] : atom->mass[atom->type[i]];
+    double sigma = std::sqrt((1.0 - c * c) * force->boltz * temperature / (m * force->mvv2e));
+    for (int k = 0; k < 3; ++k) v[i][k] = c * v[i][k] + sigma * gauss(rng);
+  }
+}
+
 void FixActionMD::initial_integrate(int)
 {
+  if (langevin) langevin_half_step();
   double **x = atom->x;
   double **v = atom->v;
   const int nlocal = atom->nlocal;
@@ -720,4 +757,5 @@ void FixActionMD::initial_integrate(int)
       x[i][k] += dq[3 * i + k];
       v[i][k] = (p[3 * i + k] + dp[3 * i + k]) * minv[i] / vel_to_model;
     }
+  if (langevin) langevin_half_step();
 }

@@ -12,6 +12,7 @@
 #include "fix.h"
 
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -49,6 +50,13 @@ class FixActionMD : public Fix {
   double krylov_rtol;           // GMRES relative tolerance
   bool onfail_warn;
   double skin;                  // Angstrom, edge-list margin for moving midpoints
+
+  // Langevin thermostat (half O steps before and after the stride), optional
+  bool langevin;
+  double t_start, t_stop, damp;    // K, K, LAMMPS time units
+  int seed;
+  std::mt19937_64 rng;
+  void langevin_half_step();
 
   double fs_per_time;           // LAMMPS time unit -> fs
   double vel_to_model;          // LAMMPS velocity -> Angstrom/fs

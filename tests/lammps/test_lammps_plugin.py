@@ -331,3 +331,48 @@ dump_modify d sort id format float %.17g"""
         assert r.returncode == 0, r.output[-3000:]
         results.append(read_dump(run_lmp.dir / "traj.dump")[steps])
     assert np.abs(results[0][:, 1:7] - results[1][:, 1:7]).max() < 1e-10
+
+
+def test_langevin_samples_the_target_temperature(run_lmp):
+    """Independent harmonic oscillators: the midpoint map preserves H exactly, so with half
+    Ornstein-Uhlenbeck steps around it the kinetic energy averages 3/2 N kB T exactly."""
+    h, m, natoms, temperature = 10.0, AR, 50, 300.0
+    w = 1.0 / h
+    models.harmonic(run_lmp.dir / "harm.pt", h, m, m * w * w)
+    rng = np.random.default_rng(5)
+    atoms = "\n".join(f"create_atoms 1 single {x} {y} {z}"
+                      for x, y, z in rng.uniform(-0.05, 0.05, (natoms, 3)))
+    script = f"""
+units metal
+atom_style atomic
+region box block -20 20 -20 20 -20 20
+create_box 1 box
+{atoms}
+mass 1 {m}
+pair_style zero 2.0
+pair_coeff * *
+neighbor 0.5 bin
+comm_modify cutoff 6.0
+timestep {h / 1000}
+plugin load @PLUGIN@
+fix int all actionmd harm.pt types Ar langevin {temperature} {temperature} 0.05 4242
+thermo_style custom step ke f_int[1]
+thermo_modify format float %.17g
+thermo 5
+run 3000
+"""
+    r = run_lmp(script)
+    assert r.returncode == 0, r.output[-3000:]
+    ke = np.array([row["KinEng"] for row in r.thermo() if row["Step"] >= 500])
+    expected = 1.5 * natoms * KB_EV * temperature
+    assert abs(ke.mean() / expected - 1.0) < 0.04, (ke.mean(), expected)
+
+
+def test_langevin_bad_arguments(run_lmp, model_dir):
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script(model_dir / "lj.pt", steps=1, extra_fix="langevin 300 300 0.1"))
+    assert r.returncode != 0
+    assert "keyword 'langevin' needs 4 value(s)" in r.output, r.output[-3000:]
+    r = run_lmp(lj_script(model_dir / "lj.pt", steps=1, extra_fix="langevin 300 300 -0.1 5"))
+    assert r.returncode != 0
+    assert "langevin damp must be > 0" in r.output, r.output[-3000:]
