@@ -217,8 +217,9 @@ void FixActionMD::init()
   if (std::fabs(dt_fs - stride) > DT_RTOL * stride)
     error->all(FLERR,
                "fix actionmd: timestep {} ({} units, = {} fs) does not match the model stride {} "
-               "fs; use 'timestep {}'",
-               update->dt, update->unit_style, dt_fs, stride, stride / fs_per_time);
+               "fs (= {} in {} units); use 'timestep {}'",
+               update->dt, update->unit_style, dt_fs, stride, stride / fs_per_time,
+               update->unit_style, stride / fs_per_time);
 
   if (utils::strmatch(update->integrate_style, "^respa"))
     error->all(FLERR, "fix actionmd cannot be used with run_style respa");
@@ -259,7 +260,7 @@ void FixActionMD::check_ghost_cutoff(double extra, const char *when)
   if (cutghost < need)
     error->all(FLERR,
                "fix actionmd: the ghost-atom cutoff {:.4} A is too short {}: the model's "
-               "interaction_range {} A + neighbor skin {} A + largest displacement this step "
+               "interaction_range {} A + neighbor skin {} A + largest displacement in one stride "
                "{:.4} A = {:.4} A; use 'comm_modify cutoff {:.4}' or larger",
                cutghost, when, meta.interaction_range, neighbor->skin, extra, need,
                need + 1.0);
@@ -267,7 +268,13 @@ void FixActionMD::check_ghost_cutoff(double extra, const char *when)
 
 void FixActionMD::setup(int)
 {
-  check_ghost_cutoff(0.0, "for this model");
+  // free-flight estimate of the largest displacement in one stride
+  double vmax = 0.0, vmax_all = 0.0;
+  for (int i = 0; i < atom->nlocal; ++i)
+    vmax = std::max(vmax, std::sqrt(atom->v[i][0] * atom->v[i][0] + atom->v[i][1] * atom->v[i][1] +
+                                    atom->v[i][2] * atom->v[i][2]));
+  MPI_Allreduce(&vmax, &vmax_all, 1, MPI_DOUBLE, MPI_MAX, world);
+  check_ghost_cutoff(vmax_all * update->dt, "for this model and these velocities");
   const auto &meta = model->metadata();
   int bad = 0, badtype = 0;
   double badmass = 0.0;

@@ -190,16 +190,42 @@ std::unique_ptr<ActionModel> load_torchscript_model(const std::string &path,
 
   ModelMetadata meta = parse_metadata(extra["actionmd.json"], path);
 
-  if (!module.find_method("forward"))
-    throw ModelError("model file " + path + " has no forward() method");
-  bool has_predict = module.find_method("predict").has_value();
+  auto forward = module.find_method("forward");
+  if (!forward) throw ModelError("model file " + path + " has no forward() method");
+  // self + (positions, momenta, types, edge_index, edge_shifts)
+  auto nargs = forward->function().getSchema().arguments().size();
+  if (nargs != 6)
+    throw ModelError("model file " + path + ": forward() takes " + std::to_string(nargs - 1) +
+                     " arguments, but an actionmd model's forward(positions, momenta, types, "
+                     "edge_index, edge_shifts) takes 5");
+  auto predict = module.find_method("predict");
+  bool has_predict = predict.has_value();
+  if (has_predict && predict->function().getSchema().arguments().size() != 6)
+    throw ModelError("model file " + path + ": predict() must take the same 5 arguments as "
+                     "forward(positions, momenta, types, edge_index, edge_shifts)");
   if (meta.has_predictor && !has_predict)
     throw ModelError("model file " + path +
                      ": actionmd.json says has_predictor=true but the module has no predict() "
                      "method; fix the metadata or export the predictor");
   if (!meta.has_predictor && has_predict) meta.has_predictor = false;    // not advertised: unused
 
-  return std::make_unique<TorchScriptModel>(std::move(module), std::move(meta), device);
+  auto model = std::make_unique<TorchScriptModel>(std::move(module), std::move(meta), device);
+
+  // Smoke test on two atoms of the first species, one edge pair each way: catches wrong
+  // dtypes, shapes or non-differentiable models at load time instead of mid-run.
+  try {
+    const double d = 0.5 * model->metadata().cutoff;
+    std::vector<double> q = {0.0, 0.0, 0.0, d, 0.0, 0.0}, p = {0.01, 0.0, 0.0, -0.01, 0.0, 0.0};
+    std::vector<double> g1(6), g2(6), h1(6), h2(6);
+    model->set_graph(2, {0, 0}, {0, 1, 1, 0});
+    model->evaluate(2, q.data(), p.data(), g1.data(), g2.data());
+    model->hvp(p.data(), q.data(), h1.data(), h2.data());
+    if (model->metadata().has_predictor) model->predict(q.data(), p.data(), h1.data(), h2.data());
+  } catch (const ModelError &e) {
+    throw ModelError("model file " + path + " failed the load-time check on a two-atom system: " +
+                     e.what());
+  }
+  return model;
 }
 
 }    // namespace actionmd

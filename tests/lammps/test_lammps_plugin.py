@@ -1,6 +1,7 @@
 """fix actionmd in LAMMPS: loading, bad inputs, physics and MPI consistency."""
 import numpy as np
 import pytest
+import torch
 
 import lmp_models as models
 from conftest import read_dump
@@ -91,6 +92,16 @@ def test_installed_package_registers_plugin_with_lmp_launcher(run_lmp, model_dir
 # ---------------------------------------------------------------------------- bad inputs
 
 
+class ThreeArgs(torch.nn.Module):
+    def forward(self, positions, momenta, types):
+        return (momenta * momenta).sum(1)
+
+
+class Scalar(torch.nn.Module):
+    def forward(self, positions, momenta, types, edge_index, edge_shifts):
+        return (momenta * momenta).sum()
+
+
 def _bad_model_files(d):
     lj = models.LJAction(20.0, AR, 0.0104, 3.4, 5.0, 6.5)
     good = models.metadata([18], [AR], 20.0, 6.5)
@@ -105,6 +116,8 @@ def _bad_model_files(d):
     models.save(lj, d / "badjson.pt", "{not json")
     models.save(lj, d / "claimspred.pt", dict(good, has_predictor=True))
     models.save(lj, d / "extra.pt", dict(good, my_extra_key={"a": 1}))
+    models.save(ThreeArgs(), d / "threeargs.pt", good)
+    models.save(Scalar(), d / "scalar.pt", good)
 
 
 BAD_MODELS = [
@@ -117,6 +130,8 @@ BAD_MODELS = [
     ("badjson.pt", "actionmd.json is not valid JSON"),
     ("claimspred.pt", "has_predictor=true but the module has no predict() method"),
     ("doesnotexist.pt", "cannot open model file"),
+    ("threeargs.pt", "forward() takes 3 arguments, but an actionmd model's forward(positions, momenta"),
+    ("scalar.pt", "failed the load-time check on a two-atom system: forward() returned shape [], expected [2]"),
 ]
 
 
@@ -146,8 +161,8 @@ BAD_INPUTS = [
     (dict(extra_fix="onfail maybe"), "onfail must be 'error' or 'warn'"),
     (dict(extra_fix="device tpu"), "device must be cpu, cuda or cuda:N"),
     (dict(extra_fix="device cuda"), "no usable CUDA device"),
-    (dict(timestep=0.01), "timestep 0.01 (metal units, = 10 fs) does not match the model stride 20 fs; use 'timestep 0.02'"),
-    (dict(units="real", timestep=10), "timestep 10 (real units, = 10 fs) does not match the model stride 20 fs; use 'timestep 20'"),
+    (dict(timestep=0.01), "timestep 0.01 (metal units, = 10 fs) does not match the model stride 20 fs (= 0.02 in metal units); use 'timestep 0.02'"),
+    (dict(units="real", timestep=10), "timestep 10 (real units, = 10 fs) does not match the model stride 20 fs (= 20 in real units); use 'timestep 20'"),
     (dict(pre="mass 1 40.5"), "mass of atom type 1 (Ar) is 40.5 g/mol but model"),
     (dict(pair="pair_style lj/cut 6.5\npair_coeff * * 0.0104 3.4"), "pair_style lj/cut is defined"),
     (dict(comm=""), "the ghost-atom cutoff 7 A is too short"),
