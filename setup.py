@@ -1,5 +1,6 @@
 """actionmd: long-time-step molecular dynamics from a learned mechanical action."""
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -45,7 +46,11 @@ class BuildWithLammpsPlugin(build_ext):
         if shutil.which("cmake") is None:
             raise RuntimeError("building the actionmd LAMMPS plugin needs cmake (>= 3.18) on PATH, "
                                "or set ACTIONMD_SKIP_LAMMPS_PLUGIN=1")
-        build = Path(self.build_temp).resolve() / "lammps-plugin"
+        # a persistent build tree (shared with tests/lammps), rebuilt from scratch for another Python
+        build = ROOT / "build" / "lammps-plugin"
+        cache = build / "CMakeCache.txt"
+        if cache.exists() and not re.search(rf"^Python_EXECUTABLE:\w+={re.escape(sys.executable)}$", cache.read_text(), re.M):
+            shutil.rmtree(build)
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
         subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release",
                         f"-DPython_EXECUTABLE={sys.executable}"], check=True, env=env)

@@ -3,6 +3,7 @@ that starts `lmp` (or `mpirun -np N lmp`) in a subprocess so that a crash fails
 one test, not the suite."""
 import importlib.util
 import os
+import re
 from importlib import metadata
 import shutil
 import subprocess
@@ -59,7 +60,10 @@ def plugin_dir(tmp_path_factory):
         pytest.skip("cmake is needed to build the LAMMPS plugin")
     build = ROOT / "build" / "lammps-plugin"
     env = dict(os.environ, PATH=f"{BIN}:{os.environ.get('PATH', '')}")
-    if not (build / "CMakeCache.txt").exists():
+    cache = build / "CMakeCache.txt"
+    if cache.exists() and not re.search(rf"^Python_EXECUTABLE:\w+={re.escape(sys.executable)}$", cache.read_text(), re.M):
+        shutil.rmtree(build)  # configured for another Python (same rule as setup.py)
+    if not cache.exists():
         subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build),
                         f"-DPython_EXECUTABLE={sys.executable}"],
                        check=True, env=env, capture_output=True)
