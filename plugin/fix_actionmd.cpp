@@ -307,14 +307,9 @@ void FixActionMD::setup(int)
   if (anybad) error->all(FLERR, "fix actionmd: invalid atoms (see the message of another rank)");
 }
 
-void FixActionMD::reset_dt()
-{
-  double dt_fs = update->dt * fs_per_time;
-  if (std::fabs(dt_fs - stride) > DT_RTOL * stride)
-    error->all(FLERR, "fix actionmd: the timestep cannot be changed to {} ({} fs): the model "
-                      "stride is {} fs",
-               update->dt, dt_fs, stride);
-}
+// A timestep change is checked against the stride in init(), at the next run: the user may
+// change the timestep in order to continue with another integrator after 'unfix'.
+void FixActionMD::reset_dt() {}
 
 double FixActionMD::compute_vector(int n)
 {

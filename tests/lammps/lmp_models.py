@@ -49,16 +49,17 @@ class LJActionWithPredictor(LJAction):
 class HarmonicAction(torch.nn.Module):
     """S = stride * sum_i (|p_i|^2 / 2m + k |q_i|^2 / 2), absolute positions."""
 
-    def __init__(self, stride: float, mass: float, k: float):
+    def __init__(self, stride: float, masses, ks):
         super().__init__()
         self.stride = stride
-        self.register_buffer("masses", torch.tensor([mass], dtype=torch.float64))
-        self.k = k
+        self.register_buffer("masses", torch.tensor(masses, dtype=torch.float64))
+        self.register_buffer("ks", torch.tensor(ks, dtype=torch.float64))
 
     def forward(self, positions, momenta, types, edge_index, edge_shifts):
         m = self.masses[types].to(positions.dtype)
+        k = self.ks[types].to(positions.dtype)
         return self.stride * ((momenta * momenta).sum(1) / (2.0 * m)
-                              + 0.5 * self.k * (positions * positions).sum(1))
+                              + 0.5 * k * (positions * positions).sum(1))
 
 
 def metadata(species, masses, stride, cutoff, interaction_range=None, dtype="float64",
@@ -106,6 +107,9 @@ def lj_argon(path, stride=20.0, predictor=False, dtype="float64", **meta_overrid
     return save(module, path, meta)
 
 
-def harmonic(path, stride, mass, k):
-    meta = metadata([18], [mass], stride, 1.0)
-    return save(HarmonicAction(stride, mass, k), path, meta)
+def harmonic(path, stride, mass, k, species=(18,)):
+    """One species: mass and k are numbers; several: lists, one per species."""
+    masses = list(mass) if isinstance(mass, (list, tuple)) else [mass]
+    ks = list(k) if isinstance(k, (list, tuple)) else [k]
+    meta = metadata(list(species), masses, stride, 1.0)
+    return save(HarmonicAction(stride, masses, ks), path, meta)

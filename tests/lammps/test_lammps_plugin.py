@@ -435,3 +435,46 @@ def test_python_module_with_plugin(tmp_path, plugin_so, model_dir):
     words = r.stdout.split()
     assert float(words[words.index("ITER") + 1]) >= 1
     assert float(words[words.index("RES") + 1]) <= 1e-8
+
+
+def test_types_map_lammps_types_to_model_species(run_lmp):
+    """Two species with different masses and springs, LAMMPS types in the opposite order."""
+    h = 10.0
+    masses, ks = [AR, 20.18], [0.2, 0.05]  # model species 0 = Ar, 1 = Ne
+    models.harmonic(run_lmp.dir / "harm2.pt", h, masses, ks, species=(18, 10))
+    q0 = np.array([[0.5, -0.3, 0.2], [-0.4, 0.1, 0.3], [0.2, 0.4, -0.5]])
+    v0 = np.array([[1.0, 0.5, -0.2], [-2.0, 1.0, 0.3], [0.4, -0.6, 1.5]])
+    lmp_type = [1, 2, 1]  # LAMMPS type 1 = Ne, type 2 = Ar
+    atoms = "\n".join(f"create_atoms {t} single {x} {y} {z}" for t, (x, y, z) in zip(lmp_type, q0))
+    vels = "\n".join(f"set atom {i + 1} vx {a:.17g} vy {b:.17g} vz {c:.17g}" for i, (a, b, c) in enumerate(v0))
+    script = f"""
+units metal
+atom_style atomic
+region box block -20 20 -20 20 -20 20
+create_box 2 box
+{atoms}
+mass 1 {masses[1]}
+mass 2 {masses[0]}
+{vels}
+pair_style zero 2.0
+pair_coeff * *
+neighbor 0.5 bin
+comm_modify cutoff 6.0
+timestep {h / 1000}
+plugin load @PLUGIN@
+fix int all actionmd harm2.pt types Ne Ar tol 1e-12
+dump d all custom 1 traj.dump id x y z vx vy vz
+dump_modify d sort id format float %.17g
+run 1
+"""
+    r = run_lmp(script)
+    assert r.returncode == 0, r.output[-3000:]
+    got = read_dump(run_lmp.dir / "traj.dump")[1]
+    for i, t in enumerate(lmp_type):
+        m, k = (masses[1], ks[1]) if t == 1 else (masses[0], ks[0])
+        a, b = h / (2 * m), h * k / 2
+        q, p = q0[i], m * v0[i] / 1000.0
+        q1 = (q * (1 - a * b) + 2 * a * p) / (1 + a * b)
+        p1 = (p * (1 - a * b) - 2 * b * q) / (1 + a * b)
+        assert np.abs(got[i, 1:4] - q1).max() < 1e-12
+        assert np.abs(got[i, 4:7] - p1 / m * 1000.0).max() < 1e-9
