@@ -45,6 +45,8 @@ class TorchScriptModel : public ActionModel {
                   double *gp) override
   {
     try {
+      // grad mode is thread-local: a Python host may call LAMMPS inside torch.no_grad()
+      torch::AutoGradMode enable_grad(true);
       qbar_ = to_tensor(qbar).requires_grad_(true);
       pbar_ = to_tensor(pbar).requires_grad_(true);
       auto out = module_.forward({qbar_, pbar_, types_, edges_, shifts_});
@@ -71,6 +73,7 @@ class TorchScriptModel : public ActionModel {
   void hvp(const double *vq, const double *vp, double *hq, double *hp) override
   {
     try {
+      torch::AutoGradMode enable_grad(true);
       auto dot = (gq_ * to_tensor(vq)).sum() + (gp_ * to_tensor(vp)).sum();
       if (!dot.requires_grad()) {
         // Action linear in both arguments: Hessian is zero.

