@@ -27,7 +27,8 @@ typedef struct {
 
 typedef void (*lammpsplugin_regfunc)(lammpsplugin_t *, void *);
 
-void lammpsplugin_init(void *lmp, void *handle, void *regfunc);
+__attribute__((visibility("default"))) void lammpsplugin_init(void *lmp, void *handle,
+                                                              void *regfunc);
 }
 
 static void *actionmd_creator(void *lmp, int argc, char **argv)

@@ -27,9 +27,10 @@ constexpr double DT_RTOL = 1.0e-9;      // relative timestep/stride mismatch tol
 
 FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), mode(MODE_ACTION), tol(-1.0), maxiter(50), krylov_max(60),
-    krylov_rtol(1.0e-6), onfail_warn(false), skin(1.0), fs_per_time(1.0), vel_to_model(1.0),
-    langevin(false), t_start(0.0), t_stop(0.0), damp(0.0), seed(0), stride(0.0), natoms_alloc(0), comm_mode(COMM_X), last_iter(0.0), last_residual(0.0),
-    last_hvp(0.0), last_rebuilds(0.0), ghost_margin_warned(0.0)
+    krylov_rtol(1.0e-6), onfail_warn(false), skin(1.0), langevin(false), t_start(0.0),
+    t_stop(0.0), damp(0.0), seed(0), fs_per_time(1.0), vel_to_model(1.0), stride(0.0),
+    natoms_alloc(0), comm_mode(COMM_X), last_iter(0.0), last_residual(0.0), last_hvp(0.0),
+    last_rebuilds(0.0)
 {
   if (narg < 4)
     error->all(FLERR, "Illegal fix actionmd command: expected 'fix ID all actionmd MODEL types "

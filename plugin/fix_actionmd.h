@@ -72,7 +72,6 @@ class FixActionMD : public Fix {
 
   // statistics for compute_vector
   double last_iter, last_residual, last_hvp, last_rebuilds;
-  double ghost_margin_warned;
 
   void setup_units();
   void check_ghost_cutoff(double extra, const char *when);
