@@ -26,10 +26,10 @@ constexpr double DT_RTOL = 1.0e-9;      // relative timestep/stride mismatch tol
 /* ---------------------------------------------------------------------- */
 
 FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
-    Fix(lmp, narg, arg), mode(MODE_ACTION), tol(-1.0), maxiter(50), krylov_max(60),
+    Fix(lmp, narg, arg), mode(MODE_ACTION), tol(-1.0), maxiter(50), krylov_max(40),
     krylov_rtol(1.0e-6), onfail_warn(false), skin(1.0), langevin(false), t_start(0.0),
     t_stop(0.0), damp(0.0), seed(0), fs_per_time(1.0), vel_to_model(1.0), stride(0.0),
-    natoms_alloc(0), comm_mode(COMM_X), last_iter(0.0), last_residual(0.0), last_hvp(0.0),
+    natoms_alloc(0), comm_mode(COMM_X), last_iter(0.0), last_residual(0.0), last_evals(0.0),
     last_rebuilds(0.0)
 {
   if (narg < 4)
@@ -317,7 +317,7 @@ double FixActionMD::compute_vector(int n)
   switch (n) {
     case 0: return last_iter;
     case 1: return last_residual;
-    case 2: return last_hvp;
+    case 2: return last_evals;
     case 3: return last_rebuilds;
     default: return 0.0;
   }
@@ -512,6 +512,7 @@ double FixActionMD::eval_G(int nlocal, int natoms)
     pbar[i] = p[i] + 0.5 * dp[i];
   }
   double s = 0.0;
+  last_evals += 1.0;
   if (natoms > 0) {
     try {
       s = model->evaluate(nlocal, qbar.data(), pbar.data(), gq.data(), gp.data());
@@ -567,7 +568,7 @@ void FixActionMD::matvec(int nlocal, int natoms, const std::vector<double> &u,
       out[6 * i + 3 + k] = (vp[3 * i + k] + 0.5 * hq[3 * i + k]) * scale;
     }
   }
-  last_hvp += 1.0;
+  last_evals += 1.0;
 }
 
 // Solve (D J D^-1) x = b by GMRES from x = 0 (no restart), relative tolerance krylov_rtol.
@@ -579,6 +580,7 @@ int FixActionMD::gmres(int nlocal, int natoms, const std::vector<double> &b, std
   x.assign(n, 0.0);
   double beta = std::sqrt(dot(b, b));
   if (beta == 0.0) return 0;
+  const double target = std::max(0.1 * tol, krylov_rtol * beta);    // as the Python engine
   std::vector<std::vector<double>> V(1, b);
   for (auto &v : V[0]) v /= beta;
   std::vector<std::vector<double>> H(m + 1, std::vector<double>(m, 0.0));
@@ -606,7 +608,7 @@ int FixActionMD::gmres(int nlocal, int natoms, const std::vector<double> &b, std
     H[k + 1][k] = 0.0;
     g[k + 1] = -sn[k] * g[k];
     g[k] = cs[k] * g[k];
-    bool done = std::fabs(g[k + 1]) <= krylov_rtol * beta || hk1 <= 1e-14 * beta;
+    bool done = std::fabs(g[k + 1]) <= target || hk1 <= 1e-14 * beta;
     if (!done && k + 1 < m) {
       V.emplace_back(w);
       for (auto &v : V.back()) v /= hk1;
@@ -659,7 +661,7 @@ void FixActionMD::initial_integrate(int)
   const int nlocal = atom->nlocal;
   const int natoms = nlocal + atom->nghost;
   grow(natoms);
-  last_hvp = last_rebuilds = 0.0;
+  last_evals = last_rebuilds = 0.0;
 
   for (int i = 0; i < natoms; ++i) {
     int t = atom->type[i];
@@ -700,8 +702,8 @@ void FixActionMD::initial_integrate(int)
     std::vector<double> r(6 * nlocal), delta;
     int iter = 0;
     double res = 0.0;
-    for (;; ++iter) {
-      eval_G(nlocal, natoms);
+    // residual of the current iterate (scaled, owned atoms) and its max norm
+    auto residual = [&]() {
       for (int i = 0; i < nlocal; ++i) {
         double scale = stride * minv[i];
         for (int k = 0; k < 3; ++k) {
@@ -709,10 +711,21 @@ void FixActionMD::initial_integrate(int)
           r[6 * i + 3 + k] = (dp[3 * i + k] + gq[3 * i + k]) * scale;
         }
       }
-      res = residual_norm(nlocal, r);
+      return residual_norm(nlocal, r);
+    };
+    eval_G(nlocal, natoms);
+    res = residual();
+    std::vector<double> dq0(3 * nlocal), dp0(3 * nlocal);
+    for (;;) {
+      if (!std::isfinite(res))    // never continue from NaN, whatever onfail says
+        error->all(FLERR,
+                   "fix actionmd: step {}: the action or its gradient is not finite after {} "
+                   "Newton iteration(s); the configuration is outside what the model describes "
+                   "(overlapping atoms, wrong units or masses?)",
+                   update->ntimestep, iter);
       if (res <= tol) break;
-      if (iter >= maxiter || !std::isfinite(res)) {
-        if (!onfail_warn || !std::isfinite(res))
+      if (iter >= maxiter) {
+        if (!onfail_warn)
           error->all(FLERR,
                      "fix actionmd: the implicit step did not converge at step {}: residual {:.3e} "
                      "A > tol {:.3e} A after {} Newton iterations (raise maxiter or tol, or use "
@@ -724,14 +737,26 @@ void FixActionMD::initial_integrate(int)
                          update->ntimestep, res, tol, iter);
         break;
       }
+      ++iter;
+      // inexact Newton step by GMRES (uses the graph of the current iterate) ...
       for (auto &ri : r) ri = -ri;
       gmres(nlocal, natoms, r, delta);
-      for (int i = 0; i < nlocal; ++i) {
-        double unscale = 1.0 / (stride * minv[i]);
-        for (int k = 0; k < 3; ++k) {
-          dq[3 * i + k] += delta[6 * i + k];
-          dp[3 * i + k] += delta[6 * i + 3 + k] * unscale;
+      std::copy(dq.begin(), dq.begin() + 3 * nlocal, dq0.begin());
+      std::copy(dp.begin(), dp.begin() + 3 * nlocal, dp0.begin());
+      // ... then halve it (at most 5 times) while the residual does not decrease
+      const double res0 = res;
+      double factor = 1.0;
+      for (int trial = 0; trial < 6; ++trial, factor *= 0.5) {
+        for (int i = 0; i < nlocal; ++i) {
+          double unscale = 1.0 / (stride * minv[i]);
+          for (int k = 0; k < 3; ++k) {
+            dq[3 * i + k] = dq0[3 * i + k] + factor * delta[6 * i + k];
+            dp[3 * i + k] = dp0[3 * i + k] + factor * delta[6 * i + 3 + k] * unscale;
+          }
         }
+        eval_G(nlocal, natoms);
+        res = residual();
+        if (res < res0) break;    // false for a non-finite residual
       }
     }
     last_iter = iter;

@@ -46,8 +46,8 @@ class FixActionMD : public Fix {
   enum { MODE_ACTION, MODE_PREDICTOR } mode;
   double tol;                   // Angstrom
   int maxiter;                  // Newton iterations per step
-  int krylov_max;               // GMRES iterations per Newton step
-  double krylov_rtol;           // GMRES relative tolerance
+  int krylov_max;               // GMRES iterations per Newton step (unrestarted)
+  double krylov_rtol;           // GMRES target: max(0.1 tol, krylov_rtol |b|)
   bool onfail_warn;
   double skin;                  // Angstrom, edge-list margin for moving midpoints
 
@@ -71,7 +71,7 @@ class FixActionMD : public Fix {
   enum { COMM_P, COMM_X, COMM_V, COMM_G, COMM_H } comm_mode;
 
   // statistics for compute_vector
-  double last_iter, last_residual, last_hvp, last_rebuilds;
+  double last_iter, last_residual, last_evals, last_rebuilds;
 
   void setup_units();
   void check_ghost_cutoff(double extra, const char *when);
