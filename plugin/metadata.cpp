@@ -25,15 +25,16 @@ const json &require(const json &j, const char *key, const std::string &origin)
   return *it;
 }
 
-double positive_number(const json &j, const char *key, const std::string &origin)
+// A finite number, > 0 if `positive`, else >= 0 (as the Python reader).
+double number(const json &j, const char *key, bool positive, const std::string &origin)
 {
   const json &v = require(j, key, origin);
   if (!v.is_number() || v.is_boolean())
     fail(origin, std::string("actionmd.json key '") + key + "' must be a number, got " + v.dump());
   double x = v.get<double>();
-  if (!(x > 0.0) || !std::isfinite(x))
-    fail(origin, std::string("actionmd.json key '") + key + "' must be positive and finite, got " +
-                     v.dump());
+  if (!std::isfinite(x) || x < 0.0 || (positive && x == 0.0))
+    fail(origin, std::string("actionmd.json key '") + key + "' must be a finite " +
+                     (positive ? "positive" : "non-negative") + " number, got " + v.dump());
   return x;
 }
 
@@ -101,12 +102,9 @@ ModelMetadata parse_metadata(const std::string &text, const std::string &origin)
     m.masses.push_back(x.get<double>());
   }
 
-  m.stride = positive_number(j, "stride", origin);
-  m.cutoff = positive_number(j, "cutoff", origin);
-  m.interaction_range = positive_number(j, "interaction_range", origin);
-  if (m.interaction_range < m.cutoff)
-    fail(origin, "actionmd.json 'interaction_range' (" + std::to_string(m.interaction_range) +
-                     ") is smaller than 'cutoff' (" + std::to_string(m.cutoff) + ")");
+  m.stride = number(j, "stride", true, origin);
+  m.cutoff = number(j, "cutoff", false, origin);
+  m.interaction_range = number(j, "interaction_range", false, origin);
 
   const json &dtype = require(j, "dtype", origin);
   if (!dtype.is_string() || (dtype != "float32" && dtype != "float64"))

@@ -193,24 +193,45 @@ std::unique_ptr<ActionModel> load_torchscript_model(const std::string &path,
 
   ModelMetadata meta = parse_metadata(extra["actionmd.json"], path);
 
-  auto forward = module.find_method("forward");
-  if (!forward) throw ModelError("model file " + path + " has no forward() method");
-  // self + (positions, momenta, types, edge_index, edge_shifts)
-  auto nargs = forward->function().getSchema().arguments().size();
-  if (nargs != 6)
-    throw ModelError("model file " + path + ": forward() takes " + std::to_string(nargs - 1) +
-                     " arguments, but an actionmd model's forward(positions, momenta, types, "
-                     "edge_index, edge_shifts) takes 5");
-  auto predict = module.find_method("predict");
-  bool has_predict = predict.has_value();
-  if (has_predict && predict->function().getSchema().arguments().size() != 6)
-    throw ModelError("model file " + path + ": predict() must take the same 5 arguments as "
-                     "forward(positions, momenta, types, edge_index, edge_shifts)");
-  if (meta.has_predictor && !has_predict)
-    throw ModelError("model file " + path +
-                     ": actionmd.json says has_predictor=true but the module has no predict() "
-                     "method; fix the metadata or export the predictor");
-  if (!meta.has_predictor && has_predict) meta.has_predictor = false;    // not advertised: unused
+  // the methods match the contract (same checks as actionmd.model_file.check_module)
+  auto check_method = [&](const char *name, const std::string &returns) {
+    auto method = module.find_method(name);
+    const auto &schema = method->function().getSchema();
+    std::string args;
+    bool ok = schema.arguments().size() == 6;    // self + 5 tensors
+    for (size_t a = 1; a < schema.arguments().size(); ++a) {
+      const auto &arg = schema.arguments()[a];
+      args += (a > 1 ? ", " : "") + arg.name() + ": " + arg.type()->str();
+      ok = ok && arg.type()->str() == "Tensor";
+    }
+    if (!ok)
+      throw ModelError("model file " + path + ": " + name + "() must take five tensors (positions, "
+                       "momenta, types, edge_index, edge_shifts), found (" + args + ")");
+    std::string got = schema.returns().size() == 1 ? schema.returns()[0].type()->str() : "?";
+    if (got != returns)
+      throw ModelError("model file " + path + ": " + name + "() must return " + returns +
+                       ", found " + got);
+  };
+  if (!module.find_method("forward"))
+    throw ModelError("model file " + path + " has no forward() method");
+  check_method("forward", "Tensor");
+  bool has_predict = module.find_method("predict").has_value();
+  if (has_predict) check_method("predict", "(Tensor, Tensor)");
+  if (meta.has_predictor != has_predict)
+    throw ModelError("model file " + path + ": actionmd.json says has_predictor=" +
+                     (meta.has_predictor ? "true" : "false") + " but the module " +
+                     (has_predict ? "has" : "has no") +
+                     " exported predict() method; fix the metadata or re-export the model");
+  const auto want = meta.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
+  auto check_dtype = [&](const torch::Tensor &t) {
+    if (t.is_floating_point() && t.scalar_type() != want)
+      throw ModelError("model file " + path + ": actionmd.json dtype is " + meta.dtype +
+                       " but the module holds " + std::string(c10::toString(t.scalar_type())) +
+                       " tensors; convert the model with .to(torch." + meta.dtype +
+                       ") before exporting");
+  };
+  for (const auto &t : module.parameters()) check_dtype(t);
+  for (const auto &t : module.buffers()) check_dtype(t);
 
   auto model = std::make_unique<TorchScriptModel>(std::move(module), std::move(meta), device);
 

@@ -111,5 +111,5 @@ def harmonic(path, stride, mass, k, species=(18,)):
     """One species: mass and k are numbers; several: lists, one per species."""
     masses = list(mass) if isinstance(mass, (list, tuple)) else [mass]
     ks = list(k) if isinstance(k, (list, tuple)) else [k]
-    meta = metadata(list(species), masses, stride, 1.0)
+    meta = metadata(list(species), masses, stride, 0.0)  # on-site: no pair interactions
     return save(HarmonicAction(stride, masses, ks), path, meta)

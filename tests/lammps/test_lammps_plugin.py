@@ -117,6 +117,9 @@ def _bad_model_files(d):
     models.save(lj, d / "claimspred.pt", dict(good, has_predictor=True))
     models.save(lj, d / "extra.pt", dict(good, my_extra_key={"a": 1}))
     models.save(ThreeArgs(), d / "threeargs.pt", good)
+    models.save(models.LJActionWithPredictor(20.0, AR, 0.0104, 3.4, 5.0, 6.5), d / "hidespred.pt", good)
+    models.save(models.LJAction(20.0, AR, 0.0104, 3.4, 5.0, 6.5).float(), d / "wrongdtype.pt", good)
+    models.save(lj, d / "negcutoff.pt", dict(good, cutoff=-1.0))
     models.save(Scalar(), d / "scalar.pt", good)
 
 
@@ -128,9 +131,13 @@ BAD_MODELS = [
     ("missing.pt", "actionmd.json has no key 'cutoff'"),
     ("badtype.pt", "key 'stride' must be a number"),
     ("badjson.pt", "actionmd.json is not valid JSON"),
-    ("claimspred.pt", "has_predictor=true but the module has no predict() method"),
+    ("claimspred.pt", "has_predictor=true but the module has no exported predict() method"),
+    ("hidespred.pt", "has_predictor=false but the module has exported predict() method"),
+    ("wrongdtype.pt", "actionmd.json dtype is float64 but the module holds Float tensors"),
+    ("negcutoff.pt", "key 'cutoff' must be a finite non-negative number"),
     ("doesnotexist.pt", "cannot open model file"),
-    ("threeargs.pt", "forward() takes 3 arguments, but an actionmd model's forward(positions, momenta"),
+    ("threeargs.pt", "forward() must take five tensors (positions, momenta, types, edge_index, "
+                     "edge_shifts), found (positions: Tensor, momenta: Tensor, types: Tensor)"),
     ("scalar.pt", "failed the load-time check on a two-atom system: forward() returned shape [], expected [2]"),
 ]
 
