@@ -28,7 +28,7 @@ constexpr double DT_RTOL = 1.0e-9;      // relative timestep/stride mismatch tol
 FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), mode(MODE_ACTION), tol(-1.0), maxiter(50), krylov_max(40),
     krylov_rtol(1.0e-6), onfail_warn(false), skin(1.0), langevin(false), t_start(0.0),
-    t_stop(0.0), damp(0.0), seed(0), fs_per_time(1.0), vel_to_model(1.0), stride(0.0),
+    t_stop(0.0), damp(0.0), seed(0), langevin_zero(true), fs_per_time(1.0), vel_to_model(1.0), stride(0.0),
     natoms_alloc(0), comm_mode(COMM_X), last_iter(0.0), last_residual(0.0), last_evals(0.0),
     last_rebuilds(0.0)
 {
@@ -134,10 +134,14 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
       if (seed <= 0) error->all(FLERR, "fix actionmd: langevin seed must be > 0, got {}", seed);
       rng.seed(static_cast<uint64_t>(seed) + 1000003ULL * static_cast<uint64_t>(comm->me));
       iarg += 5;
+    } else if (kw == "zero") {
+      need(iarg, 1, "zero");
+      langevin_zero = utils::logical(FLERR, arg[iarg + 1], false, lmp) == 1;
+      iarg += 2;
     } else {
       error->all(FLERR,
                  "fix actionmd: unknown keyword '{}' (known: types, tol, maxiter, mode, device, "
-                 "onfail, skin, langevin)",
+                 "onfail, skin, langevin, zero)",
                  kw);
     }
   }
@@ -646,11 +650,26 @@ void FixActionMD::langevin_half_step()
   // kB T / m in (LAMMPS velocity)^2: force->boltz is energy/K, mvv2e converts m v^2 to energy
   std::normal_distribution<double> gauss(0.0, 1.0);
   double **v = atom->v;
-  for (int i = 0; i < atom->nlocal; ++i) {
+  const int nlocal = atom->nlocal;
+  std::vector<double> kick(3 * nlocal);
+  double local[4] = {0.0, 0.0, 0.0, 0.0}, total[4];    // sum of m*kick, total mass
+  for (int i = 0; i < nlocal; ++i) {
     double m = atom->rmass ? atom->rmass[i] : atom->mass[atom->type[i]];
     double sigma = std::sqrt((1.0 - c * c) * force->boltz * temperature / (m * force->mvv2e));
-    for (int k = 0; k < 3; ++k) v[i][k] = c * v[i][k] + sigma * gauss(rng);
+    for (int k = 0; k < 3; ++k) {
+      kick[3 * i + k] = sigma * gauss(rng);
+      local[k] += m * kick[3 * i + k];
+    }
+    local[3] += m;
   }
+  double shift[3] = {0.0, 0.0, 0.0};
+  if (langevin_zero) {    // kicks with zero net momentum (as fixcm in the Python engine)
+    MPI_Allreduce(local, total, 4, MPI_DOUBLE, MPI_SUM, world);
+    if (total[3] > 0.0)
+      for (int k = 0; k < 3; ++k) shift[k] = total[k] / total[3];
+  }
+  for (int i = 0; i < nlocal; ++i)
+    for (int k = 0; k < 3; ++k) v[i][k] = c * v[i][k] + kick[3 * i + k] - shift[k];
 }
 
 void FixActionMD::initial_integrate(int)

@@ -55,6 +55,7 @@ class FixActionMD : public Fix {
   bool langevin;
   double t_start, t_stop, damp;    // K, K, LAMMPS time units
   int seed;
+  bool langevin_zero;              // remove the net momentum of the random kicks
   std::mt19937_64 rng;
   void langevin_half_step();
 

@@ -357,7 +357,9 @@ dump_modify d sort id format float %.17g"""
 
 def test_langevin_samples_the_target_temperature(run_lmp):
     """Independent harmonic oscillators: the midpoint map preserves H exactly, so with half
-    Ornstein-Uhlenbeck steps around it the kinetic energy averages 3/2 N kB T exactly."""
+    Ornstein-Uhlenbeck steps around it the kinetic energy averages 3/2 N kB T exactly.
+    ('zero no': the on-site potential is not translation invariant, its centre of mass is
+    a thermalised mode too.)"""
     h, m, natoms, temperature = 10.0, AR, 50, 300.0
     w = 1.0 / h
     models.harmonic(run_lmp.dir / "harm.pt", h, m, m * w * w)
@@ -377,7 +379,7 @@ neighbor 0.5 bin
 comm_modify cutoff 6.0
 timestep {h / 1000}
 plugin load @PLUGIN@
-fix int all actionmd harm.pt types Ar langevin {temperature} {temperature} 0.05 4242
+fix int all actionmd harm.pt types Ar langevin {temperature} {temperature} 0.05 4242 zero no
 thermo_style custom step ke f_int[1]
 thermo_modify format float %.17g
 thermo 5
@@ -491,3 +493,19 @@ run 1
         p1 = (p * (1 - a * b) - 2 * b * q) / (1 + a * b)
         assert np.abs(got[i, 1:4] - q1).max() < 1e-12
         assert np.abs(got[i, 4:7] - p1 / m * 1000.0).max() < 1e-9
+
+
+@pytest.mark.parametrize("np_", [1, 2])
+def test_langevin_zero_keeps_total_momentum(run_lmp, model_dir, np_):
+    """Default 'zero yes': the random kicks carry no net momentum, so with a
+    translation-invariant action the total momentum stays zero."""
+    argon_data(run_lmp.dir / "ar.data")
+    post = """dump d all custom 5 traj.dump id vx vy vz
+dump_modify d sort id format float %.17g"""
+    r = run_lmp(lj_script(model_dir / "lj.pt", steps=10, post=post,
+                          extra_fix="langevin 300 300 0.1 777"), np=np_)
+    assert r.returncode == 0, r.output[-3000:]
+    f = read_dump(run_lmp.dir / "traj.dump")
+    assert np.abs(f[10][:, 1:4] - f[0][:, 1:4]).max() > 0.1  # the thermostat acted
+    for step, frame in f.items():
+        assert np.abs(AR * frame[:, 1:4].sum(axis=0)).max() < 1e-10, step
