@@ -95,7 +95,8 @@ class TorchScriptModel : public ActionModel {
   void predict(const double *q, const double *p, double *dq, double *dp) override
   {
     try {
-      torch::NoGradGuard no_grad;
+      // a predictor may differentiate internally (e.g. forces from a potential)
+      torch::AutoGradMode enable_grad(true);
       auto method = module_.find_method("predict");
       if (!method) throw ModelError("the model has no predict() method");
       auto out = (*method)({to_tensor(q), to_tensor(p), types_, edges_, shifts_});

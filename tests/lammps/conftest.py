@@ -83,6 +83,7 @@ def model_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
     models.lj_argon(d / "lj.pt")
     models.lj_argon(d / "lj_pred.pt", predictor=True)
+    models.lj_argon(d / "lj_fpred.pt", predictor="forces")
     models.lj_argon(d / "lj32.pt", dtype="float32")
     return d
 

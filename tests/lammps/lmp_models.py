@@ -46,6 +46,23 @@ class LJActionWithPredictor(LJAction):
         return momenta / m * self.stride, torch.zeros_like(momenta)
 
 
+class LJActionWithForcePredictor(LJAction):
+    """Predictor = one velocity-Verlet step, with forces from autograd inside predict()."""
+
+    @torch.jit.export
+    def predict(self, positions, momenta, types, edge_index, edge_shifts):
+        m = self.masses[types].to(positions.dtype).unsqueeze(1)
+        q = positions.detach().requires_grad_(True)
+        zero = torch.zeros_like(momenta)
+        potential = self.forward(q, zero, types, edge_index, edge_shifts).sum() / self.stride
+        grads = torch.autograd.grad([potential], [q])
+        g = grads[0]
+        assert g is not None
+        force = -g
+        p_half = momenta + 0.5 * self.stride * force
+        return p_half / m * self.stride, self.stride * force
+
+
 class HarmonicAction(torch.nn.Module):
     """S = stride * sum_i (|p_i|^2 / 2m + k |q_i|^2 / 2), absolute positions."""
 
@@ -98,11 +115,11 @@ AR_MASS = 39.948
 
 
 def lj_argon(path, stride=20.0, predictor=False, dtype="float64", **meta_overrides):
-    cls = LJActionWithPredictor if predictor else LJAction
+    cls = {False: LJAction, True: LJActionWithPredictor, "forces": LJActionWithForcePredictor}[predictor]
     module = cls(stride, AR_MASS, 0.0104, 3.4, 5.0, 6.5)
     if dtype == "float32":
         module = module.float()
-    meta = metadata([18], [AR_MASS], stride, 6.5, dtype=dtype, has_predictor=predictor)
+    meta = metadata([18], [AR_MASS], stride, 6.5, dtype=dtype, has_predictor=bool(predictor))
     meta.update(meta_overrides)
     return save(module, path, meta)
 

@@ -306,11 +306,15 @@ def test_np1_np2_agree_and_momentum_is_conserved(run_lmp, model_dir):
     assert all(row["f_int[2]"] <= 1e-8 for row in r2.thermo()[1:])
 
 
-def test_predictor_initial_guess_gives_same_trajectory(run_lmp, model_dir):
+@pytest.mark.parametrize("model", ["lj_pred.pt", "lj_fpred.pt"])
+def test_predictor_initial_guess_gives_same_trajectory(run_lmp, model_dir, model):
+    """The guess changes the path of the solver, not its answer. lj_fpred's predictor uses
+    autograd inside predict() (forces), so the plugin must not call it under no_grad."""
     steps = 20
     _, f1, _ = _lj_trajectory(run_lmp, model_dir / "lj.pt", 1, steps, extra_fix="tol 1e-12")
-    _, f2, _ = _lj_trajectory(run_lmp, model_dir / "lj_pred.pt", 1, steps, extra_fix="tol 1e-12")
+    r, f2, _ = _lj_trajectory(run_lmp, model_dir / model, 1, steps, extra_fix="tol 1e-12")
     assert np.abs(f1[steps][:, 1:7] - f2[steps][:, 1:7]).max() < 1e-10
+    assert "with predictor" in r.output
 
 
 def test_predictor_mode_takes_the_predicted_step(run_lmp, model_dir):
@@ -509,3 +513,31 @@ dump_modify d sort id format float %.17g"""
     assert np.abs(f[10][:, 1:4] - f[0][:, 1:4]).max() > 0.1  # the thermostat acted
     for step, frame in f.items():
         assert np.abs(AR * frame[:, 1:4].sum(axis=0)).max() < 1e-10, step
+
+
+@pytest.mark.parametrize("predictor", [False, True], ids=["free-flight-guess", "predictor-guess"])
+def test_lammps_matches_python_engine_on_reference_action(run_lmp, predictor):
+    """The package's reference Lennard-Jones action, exported by actionmd.model_file: 10 strides
+    in LAMMPS and in actionmd.action_map.ActionMap (Newton) agree to round-off.
+    Skipped where the Python engine is not importable."""
+    builders = pytest.importorskip("actionmd.reference.builders")
+    model_file = pytest.importorskip("actionmd.model_file")
+    action_map = pytest.importorskip("actionmd.action_map")
+    solver = pytest.importorskip("actionmd.solver")
+    module, meta = builders.lennard_jones(["Ar"], 0.0104, 3.4, 6.5, 20.0, predictor=predictor)
+    model_file.export_model(module, run_lmp.dir / "ref.pt", meta)
+    L = argon_data(run_lmp.dir / "ar.data")
+    steps = 10
+    post = f"""dump d all custom {steps} traj.dump id x y z vx vy vz ix iy iz
+dump_modify d sort id format float %.17g"""
+    r = run_lmp(lj_script("ref.pt", steps=steps, post=post, extra_fix="tol 1e-12"))
+    assert r.returncode == 0, r.output[-3000:]
+    f = read_dump(run_lmp.dir / "traj.dump")
+    q, p = f[0][:, 1:4] + f[0][:, 7:10] * L, AR * f[0][:, 4:7] / 1000.0
+    amap = action_map.ActionMap(str(run_lmp.dir / "ref.pt"),
+                                solver=solver.SolverOptions(tol=1e-12, method="newton"))
+    types = amap.types_of([18] * len(q))
+    for _ in range(steps):
+        q, p, _ = amap.step(q, p, types, np.diag([L, L, L]), [True] * 3)
+    assert np.abs(f[steps][:, 1:4] + f[steps][:, 7:10] * L - q).max() < 1e-10
+    assert np.abs(f[steps][:, 4:7] - p / AR * 1000.0).max() < 1e-8
