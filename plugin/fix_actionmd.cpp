@@ -19,7 +19,7 @@ using namespace LAMMPS_NS;
 using namespace FixConst;
 
 namespace {
-constexpr double MASS_RTOL = 1.0e-4;    // relative mass mismatch tolerated
+constexpr double MASS_RTOL = 1.0e-6;    // relative mass mismatch tolerated (as ActionMap)
 constexpr double DT_RTOL = 1.0e-9;      // relative timestep/stride mismatch tolerated
 }    // namespace
 
