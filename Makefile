@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test install clean
 
-$(STAMP): requirements.txt setup.py
+$(STAMP): requirements.txt setup.py CMakeLists.txt $(wildcard plugin/*)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
@@ -23,4 +23,4 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 clean:
-	rm -rf $(VENV) build python/*.egg-info
+	rm -rf $(VENV) build python/*.egg-info python/actionmd/lammps_plugin/*.so

@@ -1,0 +1,33 @@
+/* actionmd LAMMPS plugin: chemical symbols <-> atomic numbers. */
+#ifndef ACTIONMD_ELEMENTS_H
+#define ACTIONMD_ELEMENTS_H
+
+#include <string>
+
+namespace actionmd {
+
+inline const char *element_symbol(int z)
+{
+  static const char *symbols[] = {
+      "X",  "H",  "He", "Li", "Be", "B",  "C",  "N",  "O",  "F",  "Ne", "Na", "Mg", "Al", "Si",
+      "P",  "S",  "Cl", "Ar", "K",  "Ca", "Sc", "Ti", "V",  "Cr", "Mn", "Fe", "Co", "Ni", "Cu",
+      "Zn", "Ga", "Ge", "As", "Se", "Br", "Kr", "Rb", "Sr", "Y",  "Zr", "Nb", "Mo", "Tc", "Ru",
+      "Rh", "Pd", "Ag", "Cd", "In", "Sn", "Sb", "Te", "I",  "Xe", "Cs", "Ba", "La", "Ce", "Pr",
+      "Nd", "Pm", "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Yb", "Lu", "Hf", "Ta", "W",
+      "Re", "Os", "Ir", "Pt", "Au", "Hg", "Tl", "Pb", "Bi", "Po", "At", "Rn", "Fr", "Ra", "Ac",
+      "Th", "Pa", "U",  "Np", "Pu", "Am", "Cm", "Bk", "Cf", "Es", "Fm", "Md", "No", "Lr", "Rf",
+      "Db", "Sg", "Bh", "Hs", "Mt", "Ds", "Rg", "Cn", "Nh", "Fl", "Mc", "Lv", "Ts", "Og"};
+  return (z >= 1 && z <= 118) ? symbols[z] : "?";
+}
+
+// Atomic number of a chemical symbol (case-sensitive, e.g. "Cu"), 0 if unknown.
+inline int atomic_number(const std::string &symbol)
+{
+  for (int z = 1; z <= 118; ++z)
+    if (symbol == element_symbol(z)) return z;
+  return 0;
+}
+
+}    // namespace actionmd
+
+#endif

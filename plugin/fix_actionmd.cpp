@@ -1,0 +1,808 @@
+/* actionmd LAMMPS plugin: fix actionmd (see fix_actionmd.h and docs/lammps.md). */
+#include "fix_actionmd.h"
+
+#include "action_model.h"
+#include "elements.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "neighbor.h"
+#include "update.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+using namespace LAMMPS_NS;
+using namespace FixConst;
+
+namespace {
+constexpr double MASS_RTOL = 1.0e-6;    // relative mass mismatch tolerated (as ActionMap)
+constexpr double DT_RTOL = 1.0e-9;      // relative timestep/stride mismatch tolerated
+}    // namespace
+
+/* ---------------------------------------------------------------------- */
+
+FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
+    Fix(lmp, narg, arg), mode(MODE_ACTION), tol(-1.0), maxiter(50), krylov_max(40),
+    krylov_rtol(1.0e-6), onfail_warn(false), skin(1.0), langevin(false), t_start(0.0),
+    t_stop(0.0), damp(0.0), seed(0), langevin_zero(true), fs_per_time(1.0), vel_to_model(1.0), stride(0.0),
+    natoms_alloc(0), comm_mode(COMM_X), last_iter(0.0), last_residual(0.0), last_evals(0.0),
+    last_rebuilds(0.0)
+{
+  if (narg < 4)
+    error->all(FLERR, "Illegal fix actionmd command: expected 'fix ID all actionmd MODEL types "
+                      "El1 El2 ... [keyword value ...]'");
+  if (igroup != 0)
+    error->all(FLERR, "fix actionmd must be applied to group all: the action couples all atoms "
+                      "(got group {})",
+               arg[1]);
+
+  time_integrate = 1;
+  vector_flag = 1;
+  size_vector = 4;
+  global_freq = 1;
+  extvector = 0;
+  comm_forward = 6;
+  comm_reverse = 6;
+
+  model_path = arg[3];
+  device = "cpu";
+  std::vector<std::string> symbols;
+
+  auto need = [&](int iarg, int n, const char *kw) {
+    if (iarg + n >= narg)
+      error->all(FLERR, "fix actionmd: keyword '{}' needs {} value(s) but the command ends there",
+                 kw, n);
+  };
+
+  int iarg = 4;
+  while (iarg < narg) {
+    std::string kw = arg[iarg];
+    if (kw == "types") {
+      int ntypes = atom->ntypes;
+      need(iarg, ntypes, "types");
+      for (int t = 1; t <= ntypes; ++t) {
+        std::string sym = arg[iarg + t];
+        if (sym != "NULL" && actionmd::atomic_number(sym) == 0)
+          error->all(FLERR,
+                     "fix actionmd: '{}' given for atom type {} is not a chemical symbol (types "
+                     "needs one element symbol, e.g. Cu, or NULL, per atom type; this system has "
+                     "{} atom types)",
+                     sym, t, ntypes);
+        symbols.push_back(sym);
+      }
+      iarg += ntypes + 1;
+    } else if (kw == "tol") {
+      need(iarg, 1, "tol");
+      tol = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+      if (!(tol > 0.0)) error->all(FLERR, "fix actionmd: tol must be > 0 (Angstrom), got {}", tol);
+      iarg += 2;
+    } else if (kw == "maxiter") {
+      need(iarg, 1, "maxiter");
+      maxiter = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
+      if (maxiter < 1) error->all(FLERR, "fix actionmd: maxiter must be >= 1, got {}", maxiter);
+      iarg += 2;
+    } else if (kw == "mode") {
+      need(iarg, 1, "mode");
+      std::string v = arg[iarg + 1];
+      if (v == "action")
+        mode = MODE_ACTION;
+      else if (v == "predictor")
+        mode = MODE_PREDICTOR;
+      else
+        error->all(FLERR, "fix actionmd: mode must be 'action' or 'predictor', got '{}'", v);
+      iarg += 2;
+    } else if (kw == "device") {
+      need(iarg, 1, "device");
+      device = arg[iarg + 1];
+      bool cuda_index = device.size() > 5 && device.compare(0, 5, "cuda:") == 0 &&
+          device.find_first_not_of("0123456789", 5) == std::string::npos;
+      if (device != "cpu" && device != "cuda" && !cuda_index)
+        error->all(FLERR, "fix actionmd: device must be cpu, cuda or cuda:N, got '{}'", device);
+      iarg += 2;
+    } else if (kw == "onfail") {
+      need(iarg, 1, "onfail");
+      std::string v = arg[iarg + 1];
+      if (v == "error")
+        onfail_warn = false;
+      else if (v == "warn")
+        onfail_warn = true;
+      else
+        error->all(FLERR, "fix actionmd: onfail must be 'error' or 'warn', got '{}'", v);
+      iarg += 2;
+    } else if (kw == "skin") {
+      need(iarg, 1, "skin");
+      skin = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+      if (!(skin > 0.0))
+        error->all(FLERR, "fix actionmd: skin must be > 0 (Angstrom), got {}", skin);
+      iarg += 2;
+    } else if (kw == "langevin") {
+      need(iarg, 4, "langevin");
+      langevin = true;
+      t_start = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+      t_stop = utils::numeric(FLERR, arg[iarg + 2], false, lmp);
+      damp = utils::numeric(FLERR, arg[iarg + 3], false, lmp);
+      seed = utils::inumeric(FLERR, arg[iarg + 4], false, lmp);
+      if (t_start < 0.0 || t_stop < 0.0)
+        error->all(FLERR, "fix actionmd: langevin temperatures must be >= 0 K, got {} {}",
+                   t_start, t_stop);
+      if (!(damp > 0.0))
+        error->all(FLERR, "fix actionmd: langevin damp must be > 0 (time units), got {}", damp);
+      if (seed <= 0) error->all(FLERR, "fix actionmd: langevin seed must be > 0, got {}", seed);
+      rng.seed(static_cast<uint64_t>(seed) + 1000003ULL * static_cast<uint64_t>(comm->me));
+      iarg += 5;
+    } else if (kw == "zero") {
+      need(iarg, 1, "zero");
+      langevin_zero = utils::logical(FLERR, arg[iarg + 1], false, lmp) == 1;
+      iarg += 2;
+    } else {
+      error->all(FLERR,
+                 "fix actionmd: unknown keyword '{}' (known: types, tol, maxiter, mode, device, "
+                 "onfail, skin, langevin, zero)",
+                 kw);
+    }
+  }
+  if (symbols.empty())
+    error->all(FLERR, "fix actionmd: the 'types' keyword is required: give the element of each "
+                      "of the {} atom types, e.g. 'types Cu Ni'",
+               atom->ntypes);
+
+  try {
+    model = actionmd::load_torchscript_model(model_path, device);
+  } catch (const std::exception &e) {
+    error->all(FLERR, "fix actionmd: {}", e.what());
+  }
+  const auto &meta = model->metadata();
+  stride = meta.stride;
+  if (tol < 0.0) tol = meta.dtype == "float32" ? 1.0e-5 : 1.0e-8;
+  if (mode == MODE_PREDICTOR && !meta.has_predictor)
+    error->all(FLERR, "fix actionmd: mode predictor needs a model with a predictor, but {} has "
+                      "none (has_predictor is false); use mode action",
+               model_path);
+
+  type_map.assign(atom->ntypes + 1, -1);
+  for (int t = 1; t <= atom->ntypes; ++t) {
+    const std::string &sym = symbols[t - 1];
+    if (sym == "NULL") continue;
+    int z = actionmd::atomic_number(sym);
+    auto it = std::find(meta.species.begin(), meta.species.end(), z);
+    if (it == meta.species.end()) {
+      std::string known;
+      for (int s : meta.species) known += std::string(" ") + actionmd::element_symbol(s);
+      error->all(FLERR, "fix actionmd: element {} (atom type {}) is not in model {}, which knows:{}",
+                 sym, t, model_path, known);
+    }
+    type_map[t] = static_cast<int>(it - meta.species.begin());
+  }
+
+  if (comm->me == 0)
+    utils::logmesg(lmp,
+                   "fix actionmd: model {} ({}, stride {} fs, cutoff {} A, interaction range {} "
+                   "A, {}{})\n",
+                   model_path, meta.dtype, meta.stride, meta.cutoff, meta.interaction_range,
+                   meta.time_reversible ? "time-reversible" : "not time-reversible",
+                   meta.has_predictor ? ", with predictor" : "");
+}
+
+FixActionMD::~FixActionMD() = default;
+
+int FixActionMD::setmask()
+{
+  return INITIAL_INTEGRATE;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void FixActionMD::setup_units()
+{
+  std::string units = update->unit_style;
+  if (units == "metal") {
+    fs_per_time = 1000.0;    // ps
+    vel_to_model = 1.0e-3;   // A/ps -> A/fs
+  } else if (units == "real") {
+    fs_per_time = 1.0;
+    vel_to_model = 1.0;
+  } else if (units == "lj") {
+    error->all(FLERR, "fix actionmd does not work with units lj: the model has physical units "
+                      "(Angstrom, fs, u); use units metal or units real");
+  } else {
+    error->all(FLERR, "fix actionmd supports units metal and real, not units {}", units);
+  }
+}
+
+void FixActionMD::init()
+{
+  setup_units();
+  const auto &meta = model->metadata();
+
+  double dt_fs = update->dt * fs_per_time;
+  if (std::fabs(dt_fs - stride) > DT_RTOL * stride)
+    error->all(FLERR,
+               "fix actionmd: timestep {} ({} units, = {} fs) does not match the model stride {} "
+               "fs (= {} in {} units); use 'timestep {}'",
+               update->dt, update->unit_style, dt_fs, stride, stride / fs_per_time,
+               update->unit_style, stride / fs_per_time);
+
+  if (utils::strmatch(update->integrate_style, "^respa"))
+    error->all(FLERR, "fix actionmd cannot be used with run_style respa");
+
+  if (force->pair_style && strcmp(force->pair_style, "zero") != 0 &&
+      strcmp(force->pair_style, "none") != 0)
+    error->all(FLERR,
+               "fix actionmd: pair_style {} is defined, but fix actionmd moves the atoms with the "
+               "learned action alone and would silently ignore those forces; use 'pair_style zero "
+               "RC' (RC = a cutoff for the neighbour list) together with 'comm_modify cutoff'",
+               force->pair_style);
+
+  if (neighbor->every != 1 || neighbor->delay != 0)
+    error->all(FLERR, "fix actionmd needs 'neigh_modify every 1 delay 0 check yes' so that the "
+                      "ghost atoms follow the long strides (got every {} delay {})",
+               neighbor->every, neighbor->delay);
+
+  if (!atom->rmass) {
+    for (int t = 1; t <= atom->ntypes; ++t) {
+      if (type_map[t] < 0) continue;
+      double mmodel = meta.masses[type_map[t]];
+      if (!atom->mass_setflag[t] ||
+          std::fabs(atom->mass[t] - mmodel) > MASS_RTOL * mmodel)
+        error->all(FLERR,
+                   "fix actionmd: mass of atom type {} ({}) is {} g/mol but model {} uses {} u; "
+                   "use 'mass {} {}'",
+                   t, actionmd::element_symbol(meta.species[type_map[t]]),
+                   atom->mass_setflag[t] ? atom->mass[t] : 0.0, model_path, mmodel, t, mmodel);
+    }
+  }
+}
+
+void FixActionMD::check_ghost_cutoff(double extra, const char *when)
+{
+  const auto &meta = model->metadata();
+  double cutghost = std::max(neighbor->cutneighmax, comm->cutghostuser);
+  double need = meta.interaction_range + neighbor->skin + extra;
+  if (cutghost < need)
+    error->all(FLERR,
+               "fix actionmd: the ghost-atom cutoff {:.4} A is too short {}: the model's "
+               "interaction_range {} A + neighbor skin {} A + largest displacement in one stride "
+               "{:.4} A = {:.4} A; use 'comm_modify cutoff {:.4}' or larger",
+               cutghost, when, meta.interaction_range, neighbor->skin, extra, need,
+               need + 1.0);
+}
+
+void FixActionMD::setup(int)
+{
+  // free-flight estimate of the largest displacement in one stride
+  double vmax = 0.0, vmax_all = 0.0;
+  for (int i = 0; i < atom->nlocal; ++i)
+    vmax = std::max(vmax, std::sqrt(atom->v[i][0] * atom->v[i][0] + atom->v[i][1] * atom->v[i][1] +
+                                    atom->v[i][2] * atom->v[i][2]));
+  MPI_Allreduce(&vmax, &vmax_all, 1, MPI_DOUBLE, MPI_MAX, world);
+  check_ghost_cutoff(vmax_all * update->dt, "for this model and these velocities");
+  const auto &meta = model->metadata();
+  int bad = 0, badtype = 0;
+  double badmass = 0.0;
+  for (int i = 0; i < atom->nlocal; ++i) {
+    int t = atom->type[i];
+    if (type_map[t] < 0) {
+      bad = 1;
+      badtype = t;
+      break;
+    }
+    if (atom->rmass) {
+      double mmodel = meta.masses[type_map[t]];
+      if (std::fabs(atom->rmass[i] - mmodel) > MASS_RTOL * mmodel) {
+        bad = 2;
+        badtype = t;
+        badmass = atom->rmass[i];
+        break;
+      }
+    }
+  }
+  int anybad = 0;
+  MPI_Allreduce(&bad, &anybad, 1, MPI_INT, MPI_MAX, world);
+  if (bad == 1)
+    error->one(FLERR, "fix actionmd: atoms of type {} are present but the type is NULL "
+                      "(unmapped) in 'types'; give its element",
+               badtype);
+  if (bad == 2)
+    error->one(FLERR, "fix actionmd: an atom of type {} has per-atom mass {} but the model uses {} u",
+               badtype, badmass, meta.masses[type_map[badtype]]);
+  if (anybad) error->all(FLERR, "fix actionmd: invalid atoms (see the message of another rank)");
+}
+
+// A timestep change is checked against the stride in init(), at the next run: the user may
+// change the timestep in order to continue with another integrator after 'unfix'.
+void FixActionMD::reset_dt() {}
+
+double FixActionMD::compute_vector(int n)
+{
+  switch (n) {
+    case 0: return last_iter;
+    case 1: return last_residual;
+    case 2: return last_evals;
+    case 3: return last_rebuilds;
+    default: return 0.0;
+  }
+}
+
+/* ----------------------------------------------------------------------
+   per-atom work arrays and the edge list
+------------------------------------------------------------------------- */
+
+void FixActionMD::grow(int natoms)
+{
+  size_t n3 = 3 * static_cast<size_t>(std::max(natoms, 1));
+  for (auto *v : {&q, &p, &dq, &dp, &gq, &gp, &vq, &vp, &hq, &hp, &qbar_ref}) v->assign(n3, 0.0);
+  minv.assign(std::max(natoms, 1), 0.0);
+  types_model.assign(std::max(natoms, 1), 0);
+  natoms_alloc = natoms;
+}
+
+// Full edge list (both directions) of all pairs closer than cutoff + skin at qbar_ref.
+void FixActionMD::build_edges(int natoms)
+{
+  const double rc = model->metadata().cutoff + skin;
+  const double rc2 = rc * rc;
+  std::vector<int64_t> src, dst;
+  if (natoms > 1) {
+    double lo[3], hi[3];
+    for (int k = 0; k < 3; ++k) lo[k] = hi[k] = qbar_ref[k];
+    for (int i = 0; i < natoms; ++i)
+      for (int k = 0; k < 3; ++k) {
+        lo[k] = std::min(lo[k], qbar_ref[3 * i + k]);
+        hi[k] = std::max(hi[k], qbar_ref[3 * i + k]);
+      }
+    // bins no smaller than rc, and not (many) more bins than atoms
+    double binsize = rc;
+    long nb[3];
+    for (;;) {
+      long total = 1;
+      for (int k = 0; k < 3; ++k) {
+        nb[k] = std::max(1L, static_cast<long>((hi[k] - lo[k]) / binsize));
+        total *= nb[k];
+      }
+      if (total <= 8L * natoms + 27) break;
+      binsize *= 1.5;
+    }
+    auto bin_of = [&](int i, int k) {
+      long b = static_cast<long>((qbar_ref[3 * i + k] - lo[k]) / (hi[k] - lo[k] + 1e-300) * nb[k]);
+      return std::min(std::max(b, 0L), nb[k] - 1);
+    };
+    std::vector<int> head(nb[0] * nb[1] * nb[2], -1), next(natoms, -1);
+    std::vector<long> cell(natoms);
+    for (int i = 0; i < natoms; ++i) {
+      long c = (bin_of(i, 0) * nb[1] + bin_of(i, 1)) * nb[2] + bin_of(i, 2);
+      cell[i] = c;
+      next[i] = head[c];
+      head[c] = i;
+    }
+    for (int i = 0; i < natoms; ++i) {
+      long b0 = bin_of(i, 0), b1 = bin_of(i, 1), b2 = bin_of(i, 2);
+      for (long x = std::max(0L, b0 - 1); x <= std::min(nb[0] - 1, b0 + 1); ++x)
+        for (long y = std::max(0L, b1 - 1); y <= std::min(nb[1] - 1, b1 + 1); ++y)
+          for (long z = std::max(0L, b2 - 1); z <= std::min(nb[2] - 1, b2 + 1); ++z)
+            for (int j = head[(x * nb[1] + y) * nb[2] + z]; j >= 0; j = next[j]) {
+              if (j == i) continue;
+              double d2 = 0.0;
+              for (int k = 0; k < 3; ++k) {
+                double d = qbar_ref[3 * j + k] - qbar_ref[3 * i + k];
+                d2 += d * d;
+              }
+              if (d2 < rc2) {
+                src.push_back(i);
+                dst.push_back(j);
+              }
+            }
+    }
+  }
+  edges.clear();
+  edges.insert(edges.end(), src.begin(), src.end());
+  edges.insert(edges.end(), dst.begin(), dst.end());
+  try {
+    model->set_graph(natoms, types_model, edges);
+  } catch (const std::exception &e) {
+    model_error(e, false);
+  }
+  last_rebuilds += 1.0;
+}
+
+// Rebuild the edge list when some midpoint moved more than skin/2 since the last build.
+void FixActionMD::ensure_edges(int natoms)
+{
+  const double lim2 = 0.25 * skin * skin;
+  bool rebuild = false;
+  for (int i = 0; i < natoms && !rebuild; ++i) {
+    double d2 = 0.0;
+    for (int k = 0; k < 3; ++k) {
+      double d = q[3 * i + k] + 0.5 * dq[3 * i + k] - qbar_ref[3 * i + k];
+      d2 += d * d;
+    }
+    rebuild = d2 > lim2;
+  }
+  if (rebuild) {
+    for (int i = 0; i < 3 * natoms; ++i) qbar_ref[i] = q[i] + 0.5 * dq[i];
+    build_edges(natoms);
+  }
+}
+
+void FixActionMD::model_error(const std::exception &e, bool all)
+{
+  if (all) error->all(FLERR, "fix actionmd: {}", e.what());
+  error->one(FLERR, "fix actionmd (step {}): {}", update->ntimestep, e.what());
+}
+
+/* ----------------------------------------------------------------------
+   communication: forward owned values to ghosts, reverse-sum ghost values
+------------------------------------------------------------------------- */
+
+void FixActionMD::forward(int which)
+{
+  comm_mode = static_cast<decltype(comm_mode)>(which);
+  comm->forward_comm(this, which == COMM_P ? 3 : 6);
+}
+
+void FixActionMD::reverse(int which)
+{
+  comm_mode = static_cast<decltype(comm_mode)>(which);
+  comm->reverse_comm(this, 6);
+}
+
+int FixActionMD::pack_forward_comm(int n, int *list, double *buf, int, int *)
+{
+  int m = 0;
+  const double *a = comm_mode == COMM_P ? p.data() : comm_mode == COMM_X ? dq.data() : vq.data();
+  const double *b = comm_mode == COMM_X ? dp.data() : vp.data();
+  for (int ii = 0; ii < n; ++ii) {
+    int j = list[ii];
+    for (int k = 0; k < 3; ++k) buf[m++] = a[3 * j + k];
+    if (comm_mode != COMM_P)
+      for (int k = 0; k < 3; ++k) buf[m++] = b[3 * j + k];
+  }
+  return m;
+}
+
+void FixActionMD::unpack_forward_comm(int n, int first, double *buf)
+{
+  int m = 0;
+  double *a = comm_mode == COMM_P ? p.data() : comm_mode == COMM_X ? dq.data() : vq.data();
+  double *b = comm_mode == COMM_X ? dp.data() : vp.data();
+  for (int i = first; i < first + n; ++i) {
+    for (int k = 0; k < 3; ++k) a[3 * i + k] = buf[m++];
+    if (comm_mode != COMM_P)
+      for (int k = 0; k < 3; ++k) b[3 * i + k] = buf[m++];
+  }
+}
+
+int FixActionMD::pack_reverse_comm(int n, int first, double *buf)
+{
+  int m = 0;
+  const double *a = comm_mode == COMM_G ? gq.data() : hq.data();
+  const double *b = comm_mode == COMM_G ? gp.data() : hp.data();
+  for (int i = first; i < first + n; ++i) {
+    for (int k = 0; k < 3; ++k) buf[m++] = a[3 * i + k];
+    for (int k = 0; k < 3; ++k) buf[m++] = b[3 * i + k];
+  }
+  return m;
+}
+
+void FixActionMD::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  int m = 0;
+  double *a = comm_mode == COMM_G ? gq.data() : hq.data();
+  double *b = comm_mode == COMM_G ? gp.data() : hp.data();
+  for (int ii = 0; ii < n; ++ii) {
+    int j = list[ii];
+    for (int k = 0; k < 3; ++k) a[3 * j + k] += buf[m++];
+    for (int k = 0; k < 3; ++k) b[3 * j + k] += buf[m++];
+  }
+}
+
+/* ----------------------------------------------------------------------
+   the solver. Unknowns of the owned atoms, scaled: u = (dq, dp*stride/m)
+   per atom (6 numbers), so every component is in Angstrom.
+------------------------------------------------------------------------- */
+
+// G(x) for the owned atoms at the current (dq, dp): gq <- dS/dqbar, gp <- dS/dpbar,
+// summed over all copies of each owned atom.
+double FixActionMD::eval_G(int nlocal, int natoms)
+{
+  forward(COMM_X);
+  ensure_edges(natoms);
+  std::vector<double> qbar(3 * natoms), pbar(3 * natoms);
+  for (int i = 0; i < 3 * natoms; ++i) {
+    qbar[i] = q[i] + 0.5 * dq[i];
+    pbar[i] = p[i] + 0.5 * dp[i];
+  }
+  double s = 0.0;
+  last_evals += 1.0;
+  if (natoms > 0) {
+    try {
+      s = model->evaluate(nlocal, qbar.data(), pbar.data(), gq.data(), gp.data());
+    } catch (const std::exception &e) {
+      model_error(e, false);
+    }
+  }
+  reverse(COMM_G);
+  return s;
+}
+
+double FixActionMD::residual_norm(int nlocal, const std::vector<double> &r)
+{
+  double local = 0.0, global = 0.0;
+  for (int i = 0; i < 6 * nlocal; ++i) local = std::max(local, std::fabs(r[i]));
+  if (std::isnan(local)) local = HUGE_VAL;
+  MPI_Allreduce(&local, &global, 1, MPI_DOUBLE, MPI_MAX, world);
+  return global;
+}
+
+double FixActionMD::dot(const std::vector<double> &a, const std::vector<double> &b)
+{
+  double local = 0.0, global = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) local += a[i] * b[i];
+  MPI_Allreduce(&local, &global, 1, MPI_DOUBLE, MPI_SUM, world);
+  return global;
+}
+
+// out = D J D^-1 u with J v = v - 0.5*(hp, -hq), (hq, hp) = Hessian * (v_q, v_p).
+void FixActionMD::matvec(int nlocal, int natoms, const std::vector<double> &u,
+                         std::vector<double> &out)
+{
+  for (int i = 0; i < nlocal; ++i) {
+    double unscale = 1.0 / (stride * minv[i]);
+    for (int k = 0; k < 3; ++k) {
+      vq[3 * i + k] = u[6 * i + k];
+      vp[3 * i + k] = u[6 * i + 3 + k] * unscale;
+    }
+  }
+  forward(COMM_V);
+  if (natoms > 0) {
+    try {
+      model->hvp(vq.data(), vp.data(), hq.data(), hp.data());
+    } catch (const std::exception &e) {
+      model_error(e, false);
+    }
+  }
+  reverse(COMM_H);
+  for (int i = 0; i < nlocal; ++i) {
+    double scale = stride * minv[i];
+    for (int k = 0; k < 3; ++k) {
+      out[6 * i + k] = vq[3 * i + k] - 0.5 * hp[3 * i + k];
+      out[6 * i + 3 + k] = (vp[3 * i + k] + 0.5 * hq[3 * i + k]) * scale;
+    }
+  }
+  last_evals += 1.0;
+}
+
+// Solve (D J D^-1) x = b by GMRES from x = 0 (no restart), relative tolerance krylov_rtol.
+// All ranks take identical decisions (every reduction is global). Returns iterations.
+int FixActionMD::gmres(int nlocal, int natoms, const std::vector<double> &b, std::vector<double> &x)
+{
+  const size_t n = b.size();
+  const int m = krylov_max;
+  x.assign(n, 0.0);
+  double beta = std::sqrt(dot(b, b));
+  if (beta == 0.0) return 0;
+  const double target = std::max(0.1 * tol, krylov_rtol * beta);    // as the Python engine
+  std::vector<std::vector<double>> V(1, b);
+  for (auto &v : V[0]) v /= beta;
+  std::vector<std::vector<double>> H(m + 1, std::vector<double>(m, 0.0));
+  std::vector<double> cs(m, 0.0), sn(m, 0.0), g(m + 1, 0.0);
+  g[0] = beta;
+  int k = 0;
+  std::vector<double> w(n);
+  for (; k < m; ++k) {
+    matvec(nlocal, natoms, V[k], w);
+    for (int j = 0; j <= k; ++j) {    // modified Gram-Schmidt
+      H[j][k] = dot(w, V[j]);
+      for (size_t i = 0; i < n; ++i) w[i] -= H[j][k] * V[j][i];
+    }
+    H[k + 1][k] = std::sqrt(dot(w, w));
+    for (int j = 0; j < k; ++j) {    // apply previous rotations
+      double t = cs[j] * H[j][k] + sn[j] * H[j + 1][k];
+      H[j + 1][k] = -sn[j] * H[j][k] + cs[j] * H[j + 1][k];
+      H[j][k] = t;
+    }
+    double r = std::hypot(H[k][k], H[k + 1][k]);
+    double hk1 = H[k + 1][k];
+    cs[k] = r > 0.0 ? H[k][k] / r : 1.0;
+    sn[k] = r > 0.0 ? hk1 / r : 0.0;
+    H[k][k] = r;
+    H[k + 1][k] = 0.0;
+    g[k + 1] = -sn[k] * g[k];
+    g[k] = cs[k] * g[k];
+    bool done = std::fabs(g[k + 1]) <= target || hk1 <= 1e-14 * beta;
+    if (!done && k + 1 < m) {
+      V.emplace_back(w);
+      for (auto &v : V.back()) v /= hk1;
+    }
+    if (done) {
+      ++k;
+      break;
+    }
+  }
+  k = std::min(k, m);
+  std::vector<double> y(k, 0.0);    // back substitution
+  for (int i = k - 1; i >= 0; --i) {
+    double s = g[i];
+    for (int j = i + 1; j < k; ++j) s -= H[i][j] * y[j];
+    y[i] = H[i][i] != 0.0 ? s / H[i][i] : 0.0;
+  }
+  for (int j = 0; j < k; ++j)
+    for (size_t i = 0; i < n; ++i) x[i] += y[j] * V[j][i];
+  return k;
+}
+
+/* ---------------------------------------------------------------------- */
+
+// Ornstein-Uhlenbeck half step on the velocities of the owned atoms:
+// v <- c v + sqrt((1 - c^2) kB T / m) xi, c = exp(-stride / (2 damp)). Target T ramps linearly
+// from Tstart to Tstop over the run, like fix langevin. Random streams are per rank.
+void FixActionMD::langevin_half_step()
+{
+  double delta = 0.0;
+  if (update->endstep > update->beginstep)
+    delta = static_cast<double>(update->ntimestep - update->beginstep) /
+        static_cast<double>(update->endstep - update->beginstep);
+  const double temperature = t_start + delta * (t_stop - t_start);
+  const double c = std::exp(-0.5 * update->dt / damp);
+  // kB T / m in (LAMMPS velocity)^2: force->boltz is energy/K, mvv2e converts m v^2 to energy
+  std::normal_distribution<double> gauss(0.0, 1.0);
+  double **v = atom->v;
+  const int nlocal = atom->nlocal;
+  std::vector<double> kick(3 * nlocal);
+  double local[4] = {0.0, 0.0, 0.0, 0.0}, total[4];    // sum of m*kick, total mass
+  for (int i = 0; i < nlocal; ++i) {
+    double m = atom->rmass ? atom->rmass[i] : atom->mass[atom->type[i]];
+    double sigma = std::sqrt((1.0 - c * c) * force->boltz * temperature / (m * force->mvv2e));
+    for (int k = 0; k < 3; ++k) {
+      kick[3 * i + k] = sigma * gauss(rng);
+      local[k] += m * kick[3 * i + k];
+    }
+    local[3] += m;
+  }
+  double shift[3] = {0.0, 0.0, 0.0};
+  if (langevin_zero) {    // kicks with zero net momentum (as fixcm in the Python engine)
+    MPI_Allreduce(local, total, 4, MPI_DOUBLE, MPI_SUM, world);
+    if (total[3] > 0.0)
+      for (int k = 0; k < 3; ++k) shift[k] = total[k] / total[3];
+  }
+  for (int i = 0; i < nlocal; ++i)
+    for (int k = 0; k < 3; ++k) v[i][k] = c * v[i][k] + kick[3 * i + k] - shift[k];
+}
+
+void FixActionMD::initial_integrate(int)
+{
+  if (langevin) langevin_half_step();
+  double **x = atom->x;
+  double **v = atom->v;
+  const int nlocal = atom->nlocal;
+  const int natoms = nlocal + atom->nghost;
+  grow(natoms);
+  last_evals = last_rebuilds = 0.0;
+
+  for (int i = 0; i < natoms; ++i) {
+    int t = atom->type[i];
+    types_model[i] = type_map[t];
+    for (int k = 0; k < 3; ++k) q[3 * i + k] = x[i][k];
+  }
+  for (int i = 0; i < nlocal; ++i) {
+    double m = atom->rmass ? atom->rmass[i] : atom->mass[atom->type[i]];
+    minv[i] = 1.0 / m;
+    for (int k = 0; k < 3; ++k) p[3 * i + k] = m * v[i][k] * vel_to_model;
+  }
+  forward(COMM_P);
+
+  // initial guess, and the first edge list
+  const bool use_predictor = model->metadata().has_predictor;
+  if (use_predictor) {
+    for (int i = 0; i < 3 * natoms; ++i) qbar_ref[i] = q[i];
+    build_edges(natoms);
+    if (natoms > 0) {
+      try {
+        model->predict(q.data(), p.data(), dq.data(), dp.data());
+      } catch (const std::exception &e) {
+        model_error(e, false);
+      }
+    }
+  } else {
+    for (int i = 0; i < nlocal; ++i)
+      for (int k = 0; k < 3; ++k) {
+        dq[3 * i + k] = p[3 * i + k] * minv[i] * stride;
+        dp[3 * i + k] = 0.0;
+      }
+    forward(COMM_X);
+    for (int i = 0; i < 3 * natoms; ++i) qbar_ref[i] = q[i] + 0.5 * dq[i];
+    build_edges(natoms);
+  }
+
+  if (mode == MODE_ACTION) {
+    std::vector<double> r(6 * nlocal), delta;
+    int iter = 0;
+    double res = 0.0;
+    // residual of the current iterate (scaled, owned atoms) and its max norm
+    auto residual = [&]() {
+      for (int i = 0; i < nlocal; ++i) {
+        double scale = stride * minv[i];
+        for (int k = 0; k < 3; ++k) {
+          r[6 * i + k] = dq[3 * i + k] - gp[3 * i + k];
+          r[6 * i + 3 + k] = (dp[3 * i + k] + gq[3 * i + k]) * scale;
+        }
+      }
+      return residual_norm(nlocal, r);
+    };
+    eval_G(nlocal, natoms);
+    res = residual();
+    std::vector<double> dq0(3 * nlocal), dp0(3 * nlocal);
+    for (;;) {
+      if (!std::isfinite(res))    // never continue from NaN, whatever onfail says
+        error->all(FLERR,
+                   "fix actionmd: step {}: the action or its gradient is not finite after {} "
+                   "Newton iteration(s); the configuration is outside what the model describes "
+                   "(overlapping atoms, wrong units or masses?)",
+                   update->ntimestep, iter);
+      if (res <= tol) break;
+      if (iter >= maxiter) {
+        if (!onfail_warn)
+          error->all(FLERR,
+                     "fix actionmd: the implicit step did not converge at step {}: residual {:.3e} "
+                     "A > tol {:.3e} A after {} Newton iterations (raise maxiter or tol, or use "
+                     "'onfail warn' to continue with the last iterate)",
+                     update->ntimestep, res, tol, iter);
+        if (comm->me == 0)
+          error->warning(FLERR, "fix actionmd: step {} not converged (residual {:.3e} A > tol "
+                                "{:.3e} A after {} iterations); continuing",
+                         update->ntimestep, res, tol, iter);
+        break;
+      }
+      ++iter;
+      // inexact Newton step by GMRES (uses the graph of the current iterate) ...
+      for (auto &ri : r) ri = -ri;
+      gmres(nlocal, natoms, r, delta);
+      std::copy(dq.begin(), dq.begin() + 3 * nlocal, dq0.begin());
+      std::copy(dp.begin(), dp.begin() + 3 * nlocal, dp0.begin());
+      // ... then halve it (at most 5 times) while the residual does not decrease
+      const double res0 = res;
+      double factor = 1.0;
+      for (int trial = 0; trial < 6; ++trial, factor *= 0.5) {
+        for (int i = 0; i < nlocal; ++i) {
+          double unscale = 1.0 / (stride * minv[i]);
+          for (int k = 0; k < 3; ++k) {
+            dq[3 * i + k] = dq0[3 * i + k] + factor * delta[6 * i + k];
+            dp[3 * i + k] = dp0[3 * i + k] + factor * delta[6 * i + 3 + k] * unscale;
+          }
+        }
+        eval_G(nlocal, natoms);
+        res = residual();
+        if (res < res0) break;    // false for a non-finite residual
+      }
+    }
+    last_iter = iter;
+    last_residual = res;
+    // the step is G(x_k): exact momentum conservation for translation-invariant S
+    for (int i = 0; i < nlocal; ++i)
+      for (int k = 0; k < 3; ++k) {
+        dq[3 * i + k] = gp[3 * i + k];
+        dp[3 * i + k] = -gq[3 * i + k];
+      }
+  } else {
+    last_iter = 0;
+    last_residual = 0.0;
+  }
+
+  // largest displacement: the ghost shell must have covered it
+  double dmax = 0.0, dmax_all = 0.0;
+  for (int i = 0; i < nlocal; ++i)
+    dmax = std::max(dmax, std::sqrt(dq[3 * i] * dq[3 * i] + dq[3 * i + 1] * dq[3 * i + 1] +
+                                    dq[3 * i + 2] * dq[3 * i + 2]));
+  MPI_Allreduce(&dmax, &dmax_all, 1, MPI_DOUBLE, MPI_MAX, world);
+  check_ghost_cutoff(dmax_all, "for this step");
+
+  for (int i = 0; i < nlocal; ++i)
+    for (int k = 0; k < 3; ++k) {
+      x[i][k] += dq[3 * i + k];
+      v[i][k] = (p[3 * i + k] + dp[3 * i + k]) * minv[i] / vel_to_model;
+    }
+  if (langevin) langevin_half_step();
+}

