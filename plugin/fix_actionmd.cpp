@@ -8,6 +8,7 @@
 #include "comm.h"
 #include "error.h"
 #include "force.h"
+#include "modify.h"
 #include "neighbor.h"
 #include "update.h"
 
@@ -236,6 +237,18 @@ void FixActionMD::init()
                "learned action alone and would silently ignore those forces; use 'pair_style zero "
                "RC' (RC = a cutoff for the neighbour list) together with 'comm_modify cutoff'",
                force->pair_style);
+
+  // Forces from bonded terms, kspace or other fixes would be silently dropped: the map moves the atoms
+  // with the learned action alone (half kicks from other forces are not implemented yet).
+  if (force->bond || force->angle || force->dihedral || force->improper || force->kspace)
+    error->all(FLERR, "fix actionmd: bonded or kspace styles are defined, but fix actionmd moves the atoms "
+                      "with the learned action alone and would silently ignore those forces; remove them "
+                      "(the model must include these interactions)");
+  for (int i = 0; i < modify->nfix; ++i)
+    if (modify->fix[i] != this && (modify->fmask[i] & POST_FORCE))
+      error->all(FLERR, "fix actionmd: fix {} (style {}) adds forces, which fix actionmd does not apply yet "
+                        "and would silently ignore; remove it (the 'langevin' keyword of fix actionmd "
+                        "replaces fix langevin)", modify->fix[i]->id, modify->fix[i]->style);
 
   if (neighbor->every != 1 || neighbor->delay != 0)
     error->all(FLERR, "fix actionmd needs 'neigh_modify every 1 delay 0 check yes' so that the "

@@ -175,6 +175,8 @@ BAD_INPUTS = [
     (dict(comm=""), "the ghost-atom cutoff 7 A is too short"),
     (dict(pre="neigh_modify every 5 delay 0"), "neigh_modify every 1 delay 0 check yes"),
     (dict(pre="group half id <= 10", group="half"), "must be applied to group all"),
+    (dict(post="fix push all addforce 0.1 0.0 0.0"), "fix push (style addforce) adds forces"),
+    (dict(post="fix thermostat all langevin 300 300 0.1 4"), "the 'langevin' keyword of fix actionmd replaces"),
 ]
 
 
