@@ -144,7 +144,8 @@ def test_resume_after_interruptions_is_bitwise_identical(tmp_path, lj_file):
 
 
 def test_killed_run_resumes_to_the_same_file(tmp_path):
-    args = cli_overrides("lj-mixture", "protocol.segments=6", "protocol.segment_steps=400")
+    # segments long enough (~0.2 s each) that a loaded machine still interrupts the run mid-way
+    args = cli_overrides("lj-mixture", "protocol.segments=6", "protocol.segment_steps=2000")
     ref = tmp_path / "ref.h5"
     assert run_cli(*args, "-o", str(ref)).returncode == 0
     out = tmp_path / "killed.h5"
@@ -370,3 +371,28 @@ def test_triclinic_cell_positions_are_unwrapped(tmp_path):
     assert (images[0] != images[1]).any(), "no atom crossed a boundary; the test proves nothing"
     dq, dp = vv_residuals(seg)
     assert dq < 1e-12 and dp < 1e-13
+
+
+def _hold_read_lock(path, seconds):
+    """Another process with the file open for reading (as h5ls or a notebook would have it)."""
+    holder = subprocess.Popen([sys.executable, "-c", "import h5py, sys, time; f = h5py.File(sys.argv[1], 'r'); "
+                               "print('locked', flush=True); time.sleep(float(sys.argv[2]))", str(path), str(seconds)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_writer_waits_for_a_reader_instead_of_crashing(tmp_path):
+    from actionmd.data.store import _open
+    path = tmp_path / "x.h5"
+    h5py.File(path, "w").close()
+    holder = _hold_read_lock(path, 0.6)
+    start = time.monotonic()
+    with _open(path, "a") as f:
+        f.attrs["written"] = 1
+    assert time.monotonic() - start > 0.2  # it waited for the lock rather than failing
+    holder.wait()
+    holder = _hold_read_lock(path, 3)
+    with pytest.raises(ConfigError, match="another process has held the file's lock"):
+        _open(path, "a", patience_s=0.3)
+    holder.kill()

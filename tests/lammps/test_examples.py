@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, lmp_env
+from lmp_helpers import ROOT, lmp_env
 
 EXAMPLE = ROOT / "lammps_examples" / "lj-mixture"
 BIN = Path(sys.executable).parent

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import lmp_models as models
-from conftest import read_dump
+from lmp_helpers import read_dump
 
 KB_EV = 8.617333262e-5
 AR = models.AR_MASS
@@ -437,7 +437,7 @@ def test_python_module_with_plugin(tmp_path, plugin_so, model_dir, first):
     already be loaded in the process (the plugin then shares its libtorch)."""
     import subprocess
     import sys
-    from conftest import lmp_env
+    from lmp_helpers import lmp_env
     argon_data(tmp_path / "ar.data")
     (tmp_path / "in.test").write_text(lj_script(model_dir / "lj.pt", steps=3)
                                       .replace("@PLUGIN@", str(plugin_so)))

@@ -10,7 +10,7 @@ from actionmd.ase import ActionLangevin, ActionVerlet
 from actionmd.model_file import load_model
 from actionmd.reference import PotentialCalculator, einstein, lennard_jones
 
-from conftest import NE_XE, export, ne_xe_crystal
+from ref_systems import NE_XE, export, ne_xe_crystal
 from test_map_physics import einstein_system
 
 
@@ -205,7 +205,7 @@ def test_triclinic_cell_gives_the_same_dynamics(lj_mixture_model):
 
 
 def test_non_periodic_cluster_runs_and_conserves_energy(lj_mixture_model):
-    from conftest import ne_xe_cluster
+    from ref_systems import ne_xe_cluster
     atoms = ne_xe_cluster(a=3.9)  # near the pair minima: a bound cluster
     atoms.calc = PotentialCalculator(lj_mixture_model)
     e0 = atoms.get_total_energy()

@@ -11,7 +11,7 @@ from actionmd.model_file import export_model, load_model
 from actionmd.models import build_learned_model
 from actionmd.neighbors import VerletList
 
-from conftest import ne_xe_crystal
+from ref_systems import ne_xe_crystal
 
 
 def randomised(seed=0, predictor=True, dtype="float64"):

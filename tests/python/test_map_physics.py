@@ -7,7 +7,7 @@ from actionmd.reference import einstein
 from actionmd.solver import SolverOptions
 from actionmd.units import momenta_ase_to_model
 
-from conftest import export, ne_xe_cluster, ne_xe_crystal
+from ref_systems import export, ne_xe_cluster, ne_xe_crystal
 
 
 def state_of(atoms):

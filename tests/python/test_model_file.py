@@ -9,7 +9,7 @@ import torch
 from actionmd.model_file import ModelFileError, export_model, load_model, read_metadata
 from actionmd.reference import lennard_jones
 
-from conftest import NE_XE
+from ref_systems import NE_XE
 
 
 def reference():

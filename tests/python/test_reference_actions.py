@@ -8,7 +8,7 @@ from actionmd.action_map import ActionMap
 from actionmd.reference import PotentialCalculator, harmonic_pairs, lennard_jones, morse
 from actionmd.units import EV
 
-from conftest import export
+from ref_systems import export
 
 
 def dimer(symbols, r):

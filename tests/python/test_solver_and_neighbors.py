@@ -7,7 +7,7 @@ from actionmd.action_map import ActionMap
 from actionmd.neighbors import VerletList
 from actionmd.solver import SolverConvergenceError, SolverOptions, solve
 
-from conftest import ne_xe_crystal
+from ref_systems import ne_xe_crystal
 from test_map_physics import state_of
 
 

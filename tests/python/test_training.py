@@ -13,7 +13,7 @@ from actionmd.reference import PotentialCalculator, lennard_jones
 from actionmd.training import Frame, Trainer, TrainingOptions, split_by_trajectory
 from actionmd.units import momenta_ase_to_model
 
-from conftest import NE_XE, export, ne_xe_crystal
+from ref_systems import NE_XE, export, ne_xe_crystal
 
 STRIDE, DT, CUTOFF = 8.0, 2.0, 6.0
 

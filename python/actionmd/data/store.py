@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import json
 import signal
+import time
 from pathlib import Path
 
 import h5py
@@ -43,6 +44,22 @@ def _signals_held():
             signal.raise_signal(num)
 
 
+def _open(path: Path, mode: str, patience_s: float = 60.0):
+    """h5py.File, waiting while another process (a reader: h5ls, a notebook, training) holds the file's
+    lock, instead of crashing a long generation run on a momentary lock."""
+    deadline = time.monotonic() + patience_s
+    delay = 0.01
+    while True:
+        try:
+            return h5py.File(path, mode)
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise ConfigError(f"{path}: another process has held the file's lock for {patience_s:.0f} s; "
+                                  "close it (or copy the file to read it) and re-run to continue") from None
+            time.sleep(delay)
+            delay = min(2 * delay, 0.5)
+
+
 def condition_name(c: int) -> str:
     return f"condition_{c:03d}"
 
@@ -59,7 +76,7 @@ class Store:
             self._check_existing()
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with h5py.File(self.path, "w") as f:
+            with _open(self.path, "w") as f:
                 f.attrs["format"] = FORMAT
                 f.attrs["format_version"] = FORMAT_VERSION
                 f.attrs["config_json"] = json.dumps(cfg, sort_keys=True)
@@ -70,7 +87,7 @@ class Store:
 
     def _check_existing(self) -> None:
         try:
-            f = h5py.File(self.path, "a")
+            f = _open(self.path, "a")
         except OSError as exc:
             raise ConfigError(
                 f"{self.path} exists but cannot be opened as HDF5 ({exc}); move it away or choose another output"
@@ -102,7 +119,7 @@ class Store:
     def plan(self, n_conditions: int) -> list[dict]:
         """Per condition: the next segment to run and the state to start it from."""
         out = []
-        with h5py.File(self.path, "r") as f:
+        with _open(self.path, "r") as f:
             for c in range(n_conditions):
                 cname = condition_name(c)
                 entry = {"next_segment": 0, "state": None}
@@ -119,7 +136,7 @@ class Store:
     # ------------------------------------------------------------------ writing
     @contextlib.contextmanager
     def _group(self, parent: str, name: str):
-        with _signals_held(), h5py.File(self.path, "a") as f:
+        with _signals_held(), _open(self.path, "a") as f:
             tmp = f"{parent}/{name}.partial" if parent else f"{name}.partial"
             if tmp in f:
                 del f[tmp]
