@@ -216,7 +216,6 @@ class Trainer:
                 from .rollout import rollout_check
                 summary["rollout"] = rollout_check(copy.deepcopy(self.best_model()), self.metadata,
                                                    self.validation_start, options.rollout_steps)
-                self.model.to(self.device)
             self.summary = summary
             (self.directory / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
         return history
