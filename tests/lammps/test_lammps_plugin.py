@@ -308,6 +308,17 @@ def test_np1_np2_agree_and_momentum_is_conserved(run_lmp, model_dir):
     assert all(row["f_int[2]"] <= 1e-8 for row in r2.thermo()[1:])
 
 
+def test_np4_oversubscribed_agrees_with_np1(run_lmp, model_dir):
+    """Four ranks on two cores (a 2x2 grid, so atoms cross two kinds of subdomain planes)."""
+    steps = 100
+    _, f1, L = _lj_trajectory(run_lmp, model_dir / "lj.pt", 1, steps)
+    r4, f4, _ = _lj_trajectory(run_lmp, model_dir / "lj.pt", 4, steps, procs="processors 2 2 1")
+    unwrap = lambda f: f[:, 1:4] + f[:, 7:10] * L
+    assert np.abs(unwrap(f1[steps]) - unwrap(f4[steps])).max() < 1e-10
+    assert np.abs(f1[steps][:, 4:7] - f4[steps][:, 4:7]).max() < 1e-8
+    assert all(row["f_int[2]"] <= 1e-8 for row in r4.thermo()[1:])
+
+
 @pytest.mark.parametrize("model", ["lj_pred.pt", "lj_fpred.pt"])
 def test_predictor_initial_guess_gives_same_trajectory(run_lmp, model_dir, model):
     """The guess changes the path of the solver, not its answer. lj_fpred's predictor uses
