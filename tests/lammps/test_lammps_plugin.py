@@ -409,6 +409,55 @@ run 3000
     assert abs(ke.mean() / expected - 1.0) < 0.04, (ke.mean(), expected)
 
 
+def test_langevin_gives_each_species_the_target_temperature(run_lmp):
+    """Two species with a mass ratio of 6.5 on independent oscillators (exact map, exact OU half
+    steps): each species' kinetic temperature averages T.
+
+    Tolerance: a species of N_s atoms has per-sample relative std sqrt(2 / (3 N_s)); samples 5 steps
+    (= damp) apart have correlation rho <= exp(-1), so the mean of M samples has relative error
+    sigma = sqrt(2 / (3 N_s M) * (1 + rho) / (1 - rho)); we allow 5 sigma."""
+    h, natoms, temperature = 10.0, 60, 300.0
+    masses, ks = [20.1797, 131.293], [20.1797 * 0.01, 131.293 * 0.0025]  # w = 0.1 and 0.05 rad/fs
+    models.harmonic(run_lmp.dir / "harm2.pt", h, masses, ks, species=(10, 54))
+    rng = np.random.default_rng(6)
+    atoms = "\n".join(f"create_atoms {1 + k % 2} single {x} {y} {z}"
+                      for k, (x, y, z) in enumerate(rng.uniform(-0.05, 0.05, (natoms, 3))))
+    script = f"""
+units metal
+atom_style atomic
+region box block -20 20 -20 20 -20 20
+create_box 2 box
+{atoms}
+mass 1 {masses[0]}
+mass 2 {masses[1]}
+group ne type 1
+group xe type 2
+compute Tne ne temp
+compute Txe xe temp
+compute_modify Tne extra/dof 0
+compute_modify Txe extra/dof 0
+pair_style zero 2.0
+pair_coeff * *
+neighbor 0.5 bin
+comm_modify cutoff 6.0
+timestep {h / 1000}
+plugin load @PLUGIN@
+fix int all actionmd harm2.pt types Ne Xe langevin {temperature} {temperature} 0.05 917 zero no
+thermo_style custom step c_Tne c_Txe
+thermo_modify format float %.17g
+thermo 5
+run 4000
+"""
+    r = run_lmp(script)
+    assert r.returncode == 0, r.output[-3000:]
+    rows = [row for row in r.thermo() if row["Step"] >= 500]
+    rho = np.exp(-1.0)
+    sigma = np.sqrt(2 / (3 * (natoms // 2) * len(rows)) * (1 + rho) / (1 - rho))
+    for column in ("c_Tne", "c_Txe"):
+        mean = np.mean([row[column] for row in rows])
+        assert abs(mean / temperature - 1) < 5 * sigma, (column, mean, 5 * sigma)
+
+
 def test_langevin_bad_arguments(run_lmp, model_dir):
     argon_data(run_lmp.dir / "ar.data")
     r = run_lmp(lj_script(model_dir / "lj.pt", steps=1, extra_fix="langevin 300 300 0.1"))
