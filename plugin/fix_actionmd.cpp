@@ -133,7 +133,6 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
       if (!(damp > 0.0))
         error->all(FLERR, "fix actionmd: langevin damp must be > 0 (time units), got {}", damp);
       if (seed <= 0) error->all(FLERR, "fix actionmd: langevin seed must be > 0, got {}", seed);
-      rng.seed(static_cast<uint64_t>(seed) + 1000003ULL * static_cast<uint64_t>(comm->me));
       iarg += 5;
     } else if (kw == "zero") {
       need(iarg, 1, "zero");
@@ -649,10 +648,30 @@ int FixActionMD::gmres(int nlocal, int natoms, const std::vector<double> &b, std
 
 /* ---------------------------------------------------------------------- */
 
+// splitmix64's finaliser: a well-mixed 64-bit hash.
+static inline uint64_t mix64(uint64_t z)
+{
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+// A standard normal that is a pure function of (seed, timestep, half step, atom tag, component):
+// the same on any number of ranks, in any atom order, and after a restart, which then continues
+// exactly as if it had not stopped (no random state to save).
+static double counter_normal(uint64_t seed, uint64_t step, int half, uint64_t tag, int k)
+{
+  uint64_t h = mix64(mix64(mix64(seed) ^ step) ^ (tag * 8 + half * 4 + static_cast<uint64_t>(k)));
+  double u1 = static_cast<double>(h >> 11) * 0x1.0p-53;                // [0, 1)
+  double u2 = static_cast<double>(mix64(h) >> 11) * 0x1.0p-53;
+  return std::sqrt(-2.0 * std::log1p(-u1)) * std::cos(6.283185307179586 * u2);   // Box-Muller
+}
+
 // Ornstein-Uhlenbeck half step on the velocities of the owned atoms:
 // v <- c v + sqrt((1 - c^2) kB T / m) xi, c = exp(-stride / (2 damp)). Target T ramps linearly
-// from Tstart to Tstop over the run, like fix langevin. Random streams are per rank.
-void FixActionMD::langevin_half_step()
+// from Tstart to Tstop over the run, like fix langevin. xi comes from counter_normal.
+void FixActionMD::langevin_half_step(int half)
 {
   double delta = 0.0;
   if (update->endstep > update->beginstep)
@@ -661,7 +680,6 @@ void FixActionMD::langevin_half_step()
   const double temperature = t_start + delta * (t_stop - t_start);
   const double c = std::exp(-0.5 * update->dt / damp);
   // kB T / m in (LAMMPS velocity)^2: force->boltz is energy/K, mvv2e converts m v^2 to energy
-  std::normal_distribution<double> gauss(0.0, 1.0);
   double **v = atom->v;
   const int nlocal = atom->nlocal;
   std::vector<double> kick(3 * nlocal);
@@ -670,7 +688,8 @@ void FixActionMD::langevin_half_step()
     double m = atom->rmass ? atom->rmass[i] : atom->mass[atom->type[i]];
     double sigma = std::sqrt((1.0 - c * c) * force->boltz * temperature / (m * force->mvv2e));
     for (int k = 0; k < 3; ++k) {
-      kick[3 * i + k] = sigma * gauss(rng);
+      kick[3 * i + k] = sigma * counter_normal(static_cast<uint64_t>(seed), static_cast<uint64_t>(update->ntimestep),
+                                               half, static_cast<uint64_t>(atom->tag[i]), k);
       local[k] += m * kick[3 * i + k];
     }
     local[3] += m;
@@ -687,7 +706,7 @@ void FixActionMD::langevin_half_step()
 
 void FixActionMD::initial_integrate(int)
 {
-  if (langevin) langevin_half_step();
+  if (langevin) langevin_half_step(0);
   double **x = atom->x;
   double **v = atom->v;
   const int nlocal = atom->nlocal;
@@ -817,5 +836,5 @@ void FixActionMD::initial_integrate(int)
       x[i][k] += dq[3 * i + k];
       v[i][k] = (p[3 * i + k] + dp[3 * i + k]) * minv[i] / vel_to_model;
     }
-  if (langevin) langevin_half_step();
+  if (langevin) langevin_half_step(1);
 }

@@ -12,7 +12,7 @@
 #include "fix.h"
 
 #include <memory>
-#include <random>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -56,8 +56,7 @@ class FixActionMD : public Fix {
   double t_start, t_stop, damp;    // K, K, LAMMPS time units
   int seed;
   bool langevin_zero;              // remove the net momentum of the random kicks
-  std::mt19937_64 rng;
-  void langevin_half_step();
+  void langevin_half_step(int half);
 
   double fs_per_time;           // LAMMPS time unit -> fs
   double vel_to_model;          // LAMMPS velocity -> Angstrom/fs

@@ -603,3 +603,31 @@ dump_modify d sort id format float %.17g"""
         q, p, _ = amap.step(q, p, types, np.diag([L, L, L]), [True] * 3)
     assert np.abs(f[steps][:, 1:4] + f[steps][:, 7:10] * L - q).max() < 1e-10
     assert np.abs(f[steps][:, 4:7] - p / AR * 1000.0).max() < 1e-8
+
+
+def _langevin_argon(run_lmp, model_dir, np_, steps, data="read_data ar.data", tail=""):
+    """Thermostatted LJ argon from ``data`` (a read_data or read_restart line); dumps every ``steps``."""
+    argon_data(run_lmp.dir / "ar.data")
+    dump = f"""dump d all custom {steps} traj{np_}.dump id x y z vx vy vz ix iy iz
+dump_modify d sort id format float %.17g"""
+    script = lj_script(model_dir / "lj.pt", steps=steps, extra_fix="langevin 300.0 300.0 0.1 777", post=dump,
+                       procs="processors 2 1 1" if np_ == 2 else "").replace("read_data ar.data", data)
+    r = run_lmp(script + tail, np=np_)
+    assert r.returncode == 0, r.output[-3000:]
+    return read_dump(run_lmp.dir / f"traj{np_}.dump")
+
+
+def test_langevin_trajectory_does_not_depend_on_the_rank_count(run_lmp, model_dir):
+    """The random kicks are functions of (seed, step, atom ID): no per-rank streams."""
+    one = _langevin_argon(run_lmp, model_dir, 1, 20)[20]
+    two = _langevin_argon(run_lmp, model_dir, 2, 20)[20]
+    assert np.abs(one[:, 1:7] - two[:, 1:7]).max() < 1e-9
+
+
+def test_restart_continues_as_if_the_run_had_not_stopped(run_lmp, model_dir):
+    straight = _langevin_argon(run_lmp, model_dir, 1, 20)[20]
+    _langevin_argon(run_lmp, model_dir, 1, 10, tail="write_restart half.restart\n")
+    continued = _langevin_argon(run_lmp, model_dir, 1, 10, data="read_restart half.restart")
+    assert sorted(continued) == [10, 20]
+    assert np.abs(continued[20][:, 1:7] - straight[:, 1:7]).max() < 1e-10
+    assert np.abs(continued[20][:, 4:7] - continued[10][:, 4:7]).max() > 1e-3  # the run really moved
