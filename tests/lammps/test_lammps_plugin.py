@@ -1,4 +1,6 @@
 """fix actionmd in LAMMPS: loading, bad inputs, physics and MPI consistency."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -516,6 +518,33 @@ def test_python_module_with_plugin(tmp_path, plugin_so, model_dir, first):
     words = r.stdout.split()
     assert float(words[words.index("ITER") + 1]) >= 1
     assert float(words[words.index("RES") + 1]) <= 1e-8
+
+
+def test_mpi4py_driven_lammps_matches_lmp(tmp_path, run_lmp, plugin_so, model_dir):
+    """`mpirun -np 2 python script.py` with lammps.lammps(comm=MPI.COMM_WORLD): the same trajectory as the
+    lmp executable on one rank."""
+    import subprocess
+    import sys
+    from lmp_helpers import lmp_env
+    steps = 20
+    dump = f"dump d all custom {steps} traj.dump id x y z vx vy vz\ndump_modify d sort id format float %.17g"
+    reference = _lj_trajectory(run_lmp, model_dir / "lj.pt", 1, steps)[1][steps]
+    argon_data(tmp_path / "ar.data")
+    (tmp_path / "in.test").write_text(lj_script(model_dir / "lj.pt", steps=steps, post=dump,
+                                                procs="processors 2 1 1").replace("@PLUGIN@", str(plugin_so)))
+    code = ("from mpi4py import MPI\nimport os\nfrom lammps import lammps\n"
+            "os.environ.pop('LAMMPS_PLUGIN_PATH', None)\n"
+            "lmp = lammps(comm=MPI.COMM_WORLD, cmdargs=['-nocite', '-log', 'none', '-screen', 'none'])\n"
+            "lmp.file('in.test')\n"
+            "if MPI.COMM_WORLD.rank == 0: print('NPROCS', lmp.extract_setting('world_size'))\n")
+    (tmp_path / "drive.py").write_text(code)
+    env = lmp_env()
+    r = subprocess.run([str(Path(sys.executable).parent / "mpirun"), "-np", "2", sys.executable, "drive.py"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "NPROCS 2" in r.stdout
+    mine = read_dump(tmp_path / "traj.dump")[steps]
+    assert np.abs(mine[:, 1:7] - reference[:, 1:7]).max() < 1e-9
 
 
 def test_types_map_lammps_types_to_model_species(run_lmp):
