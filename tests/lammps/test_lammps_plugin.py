@@ -634,6 +634,37 @@ dump_modify d sort id format float %.17g"""
     assert np.abs(f[steps][:, 4:7] - p / AR * 1000.0).max() < 1e-8
 
 
+def test_lammps_matches_python_engine_in_real_units(run_lmp):
+    """The same comparison in `units real` (fs, kcal/mol): velocities are Å/fs there, so the data file's
+    Å/ps velocities are rescaled; the map itself must not depend on the unit system."""
+    builders = pytest.importorskip("actionmd.reference.builders")
+    model_file = pytest.importorskip("actionmd.model_file")
+    action_map = pytest.importorskip("actionmd.action_map")
+    solver = pytest.importorskip("actionmd.solver")
+    module, meta = builders.lennard_jones(["Ar"], 0.0104, 3.4, 6.5, 20.0)
+    model_file.export_model(module, run_lmp.dir / "ref.pt", meta)
+    L = argon_data(run_lmp.dir / "ar.data")
+    head, velocities = (run_lmp.dir / "ar.data").read_text().split("Velocities\n\n")
+    rows = [line.split() for line in velocities.strip().splitlines()]
+    (run_lmp.dir / "ar.data").write_text(head + "Velocities\n\n" + "\n".join(
+        f"{r[0]} " + " ".join(f"{float(x) / 1000.0:.17g}" for x in r[1:]) for r in rows) + "\n")
+    steps = 10
+    post = f"""dump d all custom {steps} traj.dump id x y z vx vy vz ix iy iz
+dump_modify d sort id format float %.17g"""
+    r = run_lmp(lj_script("ref.pt", steps=steps, post=post, extra_fix="tol 1e-12", units="real", timestep=20))
+    assert r.returncode == 0, r.output[-3000:]
+    f = read_dump(run_lmp.dir / "traj.dump")
+    q, p = f[0][:, 1:4] + f[0][:, 7:10] * L, AR * f[0][:, 4:7]  # Å, u·Å/fs
+    amap = action_map.ActionMap(str(run_lmp.dir / "ref.pt"),
+                                solver=solver.SolverOptions(tol=1e-12, method="newton"))
+    types = amap.types_of([18] * len(q))
+    for _ in range(steps):
+        q, p, _ = amap.step(q, p, types, np.diag([L, L, L]), [True] * 3)
+    assert np.abs(q - (f[0][:, 1:4] + f[0][:, 7:10] * L)).max() > 1e-3  # atoms moved
+    assert np.abs(f[steps][:, 1:4] + f[steps][:, 7:10] * L - q).max() < 1e-10
+    assert np.abs(f[steps][:, 4:7] - p / AR).max() < 1e-11
+
+
 def _langevin_argon(run_lmp, model_dir, np_, steps, data="read_data ar.data", tail=""):
     """Thermostatted LJ argon from ``data`` (a read_data or read_restart line); dumps every ``steps``."""
     argon_data(run_lmp.dir / "ar.data")
