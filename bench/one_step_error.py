@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from actionmd.action_map import ActionMap
 from actionmd.data import load_dataset
-from actionmd.model_file import read_metadata
+from actionmd.model_file import load_model
 from actionmd.training.dataset import frames_from_dataset
 
 
@@ -24,18 +24,18 @@ def main():
     parser.add_argument("--pairs", type=int, default=40)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    stride = read_metadata(args.model).stride
+    model = load_model(args.model, device="cpu")
+    stride = model.metadata.stride
     trajectories = frames_from_dataset(load_dataset(args.data), stride, every=10)[-2:]
     frames = [f for t in trajectories for f in t][: args.pairs]
     errors = {"action": [], "predictor": [], "free_flight": []}
     for mode in ("action", "predictor"):
-        action_map = ActionMap(args.model, mode=mode, device="cpu")
+        action_map = ActionMap(model, mode=mode)
         for frame in frames:
             types = action_map.types_of(frame.numbers)
             q, p, _ = action_map.step(frame.positions, frame.momenta, types, frame.cell, frame.pbc)
             errors[mode].append((q - frame.next_positions, p - frame.next_momenta))
-    meta = read_metadata(args.model)
-    mass_of = dict(zip(meta.species, meta.masses))
+    mass_of = dict(zip(model.metadata.species, model.metadata.masses))
     for frame in frames:
         m = np.array([mass_of[int(z)] for z in frame.numbers])[:, None]
         errors["free_flight"].append((frame.positions + stride * frame.momenta / m - frame.next_positions,

@@ -374,6 +374,26 @@ dump_modify d sort id format float %.17g"""
     assert np.abs(results[0][:, 1:7] - results[1][:, 1:7]).max() < 1e-10
 
 
+def oscillator_box(lammps_types, positions, type_masses, stride_fs):
+    """Atoms on springs (on-site harmonic models) in a 40 Å box: the set-up before the fix line."""
+    atoms = "\n".join(f"create_atoms {t} single {x} {y} {z}" for t, (x, y, z) in zip(lammps_types, positions))
+    masses = "\n".join(f"mass {t} {m}" for t, m in enumerate(type_masses, start=1))
+    return f"""
+units metal
+atom_style atomic
+region box block -20 20 -20 20 -20 20
+create_box {len(type_masses)} box
+{atoms}
+{masses}
+pair_style zero 2.0
+pair_coeff * *
+neighbor 0.5 bin
+comm_modify cutoff 6.0
+timestep {stride_fs / 1000}
+plugin load @PLUGIN@
+"""
+
+
 def test_langevin_samples_the_target_temperature(run_lmp):
     """Independent harmonic oscillators: the midpoint map preserves H exactly, so with half
     Ornstein-Uhlenbeck steps around it the kinetic energy averages 3/2 N kB T exactly.
@@ -383,21 +403,7 @@ def test_langevin_samples_the_target_temperature(run_lmp):
     w = 1.0 / h
     models.harmonic(run_lmp.dir / "harm.pt", h, m, m * w * w)
     rng = np.random.default_rng(5)
-    atoms = "\n".join(f"create_atoms 1 single {x} {y} {z}"
-                      for x, y, z in rng.uniform(-0.05, 0.05, (natoms, 3)))
-    script = f"""
-units metal
-atom_style atomic
-region box block -20 20 -20 20 -20 20
-create_box 1 box
-{atoms}
-mass 1 {m}
-pair_style zero 2.0
-pair_coeff * *
-neighbor 0.5 bin
-comm_modify cutoff 6.0
-timestep {h / 1000}
-plugin load @PLUGIN@
+    script = oscillator_box([1] * natoms, rng.uniform(-0.05, 0.05, (natoms, 3)), [m], h) + f"""
 fix int all actionmd harm.pt types Ar langevin {temperature} {temperature} 0.05 4242 zero no
 thermo_style custom step ke f_int[1]
 thermo_modify format float %.17g
@@ -422,28 +428,14 @@ def test_langevin_gives_each_species_the_target_temperature(run_lmp):
     masses, ks = [20.1797, 131.293], [20.1797 * 0.01, 131.293 * 0.0025]  # w = 0.1 and 0.05 rad/fs
     models.harmonic(run_lmp.dir / "harm2.pt", h, masses, ks, species=(10, 54))
     rng = np.random.default_rng(6)
-    atoms = "\n".join(f"create_atoms {1 + k % 2} single {x} {y} {z}"
-                      for k, (x, y, z) in enumerate(rng.uniform(-0.05, 0.05, (natoms, 3))))
-    script = f"""
-units metal
-atom_style atomic
-region box block -20 20 -20 20 -20 20
-create_box 2 box
-{atoms}
-mass 1 {masses[0]}
-mass 2 {masses[1]}
+    script = oscillator_box([1 + k % 2 for k in range(natoms)], rng.uniform(-0.05, 0.05, (natoms, 3)), masses,
+                            h) + f"""
 group ne type 1
 group xe type 2
 compute Tne ne temp
 compute Txe xe temp
 compute_modify Tne extra/dof 0
 compute_modify Txe extra/dof 0
-pair_style zero 2.0
-pair_coeff * *
-neighbor 0.5 bin
-comm_modify cutoff 6.0
-timestep {h / 1000}
-plugin load @PLUGIN@
 fix int all actionmd harm2.pt types Ne Xe langevin {temperature} {temperature} 0.05 917 zero no
 thermo_style custom step c_Tne c_Txe
 thermo_modify format float %.17g
@@ -555,23 +547,9 @@ def test_types_map_lammps_types_to_model_species(run_lmp):
     q0 = np.array([[0.5, -0.3, 0.2], [-0.4, 0.1, 0.3], [0.2, 0.4, -0.5]])
     v0 = np.array([[1.0, 0.5, -0.2], [-2.0, 1.0, 0.3], [0.4, -0.6, 1.5]])
     lmp_type = [1, 2, 1]  # LAMMPS type 1 = Ne, type 2 = Ar
-    atoms = "\n".join(f"create_atoms {t} single {x} {y} {z}" for t, (x, y, z) in zip(lmp_type, q0))
     vels = "\n".join(f"set atom {i + 1} vx {a:.17g} vy {b:.17g} vz {c:.17g}" for i, (a, b, c) in enumerate(v0))
-    script = f"""
-units metal
-atom_style atomic
-region box block -20 20 -20 20 -20 20
-create_box 2 box
-{atoms}
-mass 1 {masses[1]}
-mass 2 {masses[0]}
+    script = oscillator_box(lmp_type, q0, [masses[1], masses[0]], h) + f"""
 {vels}
-pair_style zero 2.0
-pair_coeff * *
-neighbor 0.5 bin
-comm_modify cutoff 6.0
-timestep {h / 1000}
-plugin load @PLUGIN@
 fix int all actionmd harm2.pt types Ne Ar tol 1e-12
 dump d all custom 1 traj.dump id x y z vx vy vz
 dump_modify d sort id format float %.17g
@@ -606,63 +584,43 @@ dump_modify d sort id format float %.17g"""
         assert np.abs(AR * frame[:, 1:4].sum(axis=0)).max() < 1e-10, step
 
 
-@pytest.mark.parametrize("predictor", [False, True], ids=["free-flight-guess", "predictor-guess"])
-def test_lammps_matches_python_engine_on_reference_action(run_lmp, predictor):
+@pytest.mark.parametrize("units, predictor", [("metal", False), ("metal", True), ("real", False)],
+                         ids=["metal-free-flight-guess", "metal-predictor-guess", "real"])
+def test_lammps_matches_python_engine_on_reference_action(run_lmp, units, predictor):
     """The package's reference Lennard-Jones action, exported by actionmd.model_file: 10 strides
-    in LAMMPS and in actionmd.action_map.ActionMap (Newton) agree to round-off.
+    in LAMMPS and in actionmd.action_map.ActionMap (Newton) agree to round-off, in metal (Å/ps) and
+    in real (Å/fs) units: the map itself must not depend on the unit system.
     Skipped where the Python engine is not importable."""
     builders = pytest.importorskip("actionmd.reference.builders")
     model_file = pytest.importorskip("actionmd.model_file")
     action_map = pytest.importorskip("actionmd.action_map")
     solver = pytest.importorskip("actionmd.solver")
+    per_fs = {"metal": 1000.0, "real": 1.0}[units]  # LAMMPS velocity units per Å/fs
     module, meta = builders.lennard_jones(["Ar"], 0.0104, 3.4, 6.5, 20.0, predictor=predictor)
     model_file.export_model(module, run_lmp.dir / "ref.pt", meta)
     L = argon_data(run_lmp.dir / "ar.data")
+    if units == "real":  # argon_data writes Å/ps
+        head, velocities = (run_lmp.dir / "ar.data").read_text().split("Velocities\n\n")
+        rows = [line.split() for line in velocities.strip().splitlines()]
+        (run_lmp.dir / "ar.data").write_text(head + "Velocities\n\n" + "\n".join(
+            f"{r[0]} " + " ".join(f"{float(x) / 1000.0:.17g}" for x in r[1:]) for r in rows) + "\n")
     steps = 10
     post = f"""dump d all custom {steps} traj.dump id x y z vx vy vz ix iy iz
 dump_modify d sort id format float %.17g"""
-    r = run_lmp(lj_script("ref.pt", steps=steps, post=post, extra_fix="tol 1e-12"))
+    r = run_lmp(lj_script("ref.pt", steps=steps, post=post, extra_fix="tol 1e-12", units=units,
+                          timestep=20.0 / per_fs))
     assert r.returncode == 0, r.output[-3000:]
     f = read_dump(run_lmp.dir / "traj.dump")
-    q, p = f[0][:, 1:4] + f[0][:, 7:10] * L, AR * f[0][:, 4:7] / 1000.0
+    q0, p = f[0][:, 1:4] + f[0][:, 7:10] * L, AR * f[0][:, 4:7] / per_fs  # Å, u·Å/fs
     amap = action_map.ActionMap(str(run_lmp.dir / "ref.pt"),
                                 solver=solver.SolverOptions(tol=1e-12, method="newton"))
-    types = amap.types_of([18] * len(q))
+    types = amap.types_of([18] * len(q0))
+    q = q0
     for _ in range(steps):
         q, p, _ = amap.step(q, p, types, np.diag([L, L, L]), [True] * 3)
+    assert np.abs(q - q0).max() > 1e-3  # atoms moved
     assert np.abs(f[steps][:, 1:4] + f[steps][:, 7:10] * L - q).max() < 1e-10
-    assert np.abs(f[steps][:, 4:7] - p / AR * 1000.0).max() < 1e-8
-
-
-def test_lammps_matches_python_engine_in_real_units(run_lmp):
-    """The same comparison in `units real` (fs, kcal/mol): velocities are Å/fs there, so the data file's
-    Å/ps velocities are rescaled; the map itself must not depend on the unit system."""
-    builders = pytest.importorskip("actionmd.reference.builders")
-    model_file = pytest.importorskip("actionmd.model_file")
-    action_map = pytest.importorskip("actionmd.action_map")
-    solver = pytest.importorskip("actionmd.solver")
-    module, meta = builders.lennard_jones(["Ar"], 0.0104, 3.4, 6.5, 20.0)
-    model_file.export_model(module, run_lmp.dir / "ref.pt", meta)
-    L = argon_data(run_lmp.dir / "ar.data")
-    head, velocities = (run_lmp.dir / "ar.data").read_text().split("Velocities\n\n")
-    rows = [line.split() for line in velocities.strip().splitlines()]
-    (run_lmp.dir / "ar.data").write_text(head + "Velocities\n\n" + "\n".join(
-        f"{r[0]} " + " ".join(f"{float(x) / 1000.0:.17g}" for x in r[1:]) for r in rows) + "\n")
-    steps = 10
-    post = f"""dump d all custom {steps} traj.dump id x y z vx vy vz ix iy iz
-dump_modify d sort id format float %.17g"""
-    r = run_lmp(lj_script("ref.pt", steps=steps, post=post, extra_fix="tol 1e-12", units="real", timestep=20))
-    assert r.returncode == 0, r.output[-3000:]
-    f = read_dump(run_lmp.dir / "traj.dump")
-    q, p = f[0][:, 1:4] + f[0][:, 7:10] * L, AR * f[0][:, 4:7]  # Å, u·Å/fs
-    amap = action_map.ActionMap(str(run_lmp.dir / "ref.pt"),
-                                solver=solver.SolverOptions(tol=1e-12, method="newton"))
-    types = amap.types_of([18] * len(q))
-    for _ in range(steps):
-        q, p, _ = amap.step(q, p, types, np.diag([L, L, L]), [True] * 3)
-    assert np.abs(q - (f[0][:, 1:4] + f[0][:, 7:10] * L)).max() > 1e-3  # atoms moved
-    assert np.abs(f[steps][:, 1:4] + f[steps][:, 7:10] * L - q).max() < 1e-10
-    assert np.abs(f[steps][:, 4:7] - p / AR).max() < 1e-11
+    assert np.abs(f[steps][:, 4:7] / per_fs - p / AR).max() < 1e-11
 
 
 def _langevin_argon(run_lmp, model_dir, np_, steps, data="read_data ar.data", tail=""):
