@@ -107,3 +107,32 @@ def test_learned_model_exports_and_runs_in_the_map(tmp_path, system):
     q, p, report = action_map.step(system.positions, p0, action_map.types_of(system.numbers), system.cell.array,
                                    system.pbc)
     assert report.converged and np.abs(p.sum(0) - p0.sum(0)).max() < 1e-5
+
+
+@pytest.mark.parametrize("predictor_layers, expected_range", [(2, 15.0), (1, 10.0)])
+def test_interaction_range_bounds_what_an_atom_sees(system, predictor_layers, expected_range):
+    """Moving atoms beyond interaction_range of atom 0 leaves its action term and prediction unchanged,
+    while moving one just inside does change them: the stated range is what the model really uses."""
+    module, meta = build_learned_model(["Ne", "Xe"], stride=8.0, cutoff=5.0, features=8, layers=2,
+                                       predictor_layers=predictor_layers, dtype="float64", seed=1)
+    assert meta["interaction_range"] == expected_range
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype) * 0.3)
+    big = system.repeat((3, 3, 3))  # 17 Å cells: no periodic image of atom 0 within 15 Å
+    big.pbc = False
+    distance = np.linalg.norm(big.positions - big.positions[0], axis=1)
+
+    def atom0(positions):
+        q, p, types, edges, shifts = inputs(big, positions=positions)
+        dq, dp = module.predict(q, p, types, edges, shifts)
+        return module(q, p, types, edges, shifts)[0], dq[0], dp[0]
+
+    reference = atom0(big.positions)
+    for shell, changes in [(distance > expected_range + 0.5, False),
+                           ((distance > expected_range - 4.0) & (distance < expected_range - 0.5), True)]:
+        moved = big.positions.copy()
+        moved[shell] += 0.3 * np.random.default_rng(2).standard_normal((shell.sum(), 3))
+        differences = [float((a - b).detach().abs().max()) for a, b in zip(atom0(moved), reference)]
+        assert (max(differences) > 1e-9) == changes, (shell.sum(), differences)

@@ -42,6 +42,7 @@ class ActionDynamics(MolecularDynamics):
         super().__init__(atoms, timestep, trajectory=trajectory, logfile=None, loginterval=loginterval, **kwargs)
         self.iterations: list[int] = []
         self.residuals: list[float] = []
+        self.evaluations: list[int] = []
         if logfile:
             self.attach(self.closelater(ActionLogger(self, atoms, logfile)), loginterval)
 
@@ -62,6 +63,7 @@ class ActionDynamics(MolecularDynamics):
         atoms.set_momenta(momenta_model_to_ase(p))
         self.iterations.append(report.iterations)
         self.residuals.append(report.residual)
+        self.evaluations.append(report.evaluations)
 
     def todict(self):
         options = self.map.solver
@@ -69,7 +71,8 @@ class ActionDynamics(MolecularDynamics):
                 "method": options.method, "tol": options.tol, "maxiter": options.maxiter, "onfail": options.onfail}
 
     def solver_summary(self) -> dict:
-        """Iterations per step and worst residual over the steps run so far."""
+        """Iterations and model evaluations per step, and the worst residual, over the steps run so far."""
         its = np.asarray(self.iterations) if self.iterations else np.zeros(1)
         return {"steps": len(self.iterations), "mean_iterations": float(its.mean()),
+                "mean_evaluations": float(np.mean(self.evaluations)) if self.evaluations else 0.0,
                 "max_iterations": int(its.max()), "max_residual": float(max(self.residuals, default=0.0))}

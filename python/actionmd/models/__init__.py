@@ -11,13 +11,18 @@ __all__ = ["ActionNet", "Predictor", "LearnedAction", "LearnedActionWithPredicto
 
 
 def build_learned_model(species, stride, cutoff, *, masses=None, features=32, layers=2, radial_size=8,
-                        predictor=True, energy_scale=1.0, momentum_scale=1.0, length_scale=0.1,
-                        velocity_scale=0.01, dtype="float32", seed=0):
+                        predictor=True, predictor_layers=None, energy_scale=1.0, momentum_scale=1.0,
+                        length_scale=0.1, velocity_scale=0.01, dtype="float32", seed=0):
     """A fresh (untrained) learned model and its metadata.
 
     interaction_range covers the action (layers x cutoff) and the predictor, whose per-atom output also
-    reads its neighbours' features ((layers + 1) x cutoff), so a parallel engine's ghost shell fits both.
+    reads its neighbours' features ((predictor_layers + 1) x cutoff), so a parallel engine's ghost shell
+    fits both. predictor_layers (default: layers) = layers - 1 keeps the range at layers x cutoff: a
+    thinner ghost shell, which is most of a small LAMMPS subdomain's cost.
     """
+    predictor_layers = layers if predictor_layers is None else int(predictor_layers)
+    if predictor_layers < 0:
+        raise ValueError(f"predictor_layers must be >= 0, got {predictor_layers}")
     torch.manual_seed(seed)
     numbers = atomic_numbers_of(species)
     mass_list = _masses(numbers, masses)
@@ -27,8 +32,8 @@ def build_learned_model(species, stride, cutoff, *, masses=None, features=32, la
     if predictor:
         module = LearnedActionWithPredictor(action, Predictor(
             mass_tensor, stride, cutoff, momentum_scale=momentum_scale, length_scale=length_scale,
-            velocity_scale=velocity_scale, **hyper))
-        interaction_range = (layers + 1) * cutoff
+            velocity_scale=velocity_scale, **{**hyper, "layers": predictor_layers}))
+        interaction_range = max(layers, predictor_layers + 1) * cutoff
     else:
         module = LearnedAction(action)
         interaction_range = layers * cutoff
@@ -36,7 +41,9 @@ def build_learned_model(species, stride, cutoff, *, masses=None, features=32, la
     metadata = dict(species=numbers, masses=mass_list, stride=float(stride), cutoff=float(cutoff),
                     interaction_range=float(interaction_range), dtype=dtype, has_predictor=predictor,
                     time_reversible=True, description="learned action (invariant message passing)",
-                    architecture={"name": "actionmd.models.ActionNet", **hyper, "energy_scale": energy_scale,
+                    architecture={"name": "actionmd.models.ActionNet", **hyper,
+                                  **({"predictor_layers": predictor_layers} if predictor else {}),
+                                  "energy_scale": energy_scale,
                                   "momentum_scale": momentum_scale, "length_scale": length_scale,
                                   "velocity_scale": velocity_scale})
     return module, metadata

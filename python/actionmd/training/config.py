@@ -5,6 +5,8 @@
     every: 4                      # use every 4th frame as a starting point
     validation_fraction: 0.25     # whole segments go to validation
     model: {cutoff: 6.0, features: 32, layers: 2, radial_size: 8, predictor: true, dtype: float32}
+                                  # optional predictor_layers (default layers; layers - 1 keeps the
+                                  # interaction_range at layers x cutoff: thinner LAMMPS ghost shells)
     training: {epochs: 200, pretrain_epochs: 5, batch_frames: 2, learning_rate: 1e-3, patience: 20}
     output: runs/lj-mixture       # checkpoint.pt, log.csv, best_weights.pt, model.pt
 """
@@ -23,7 +25,7 @@ from ..models import build_learned_model, scales_from_frames
 from .dataset import frames_from_dataset
 from .trainer import Trainer, TrainingOptions, split_by_trajectory
 
-MODEL_KEYS = {"cutoff", "features", "layers", "radial_size", "predictor", "dtype", "seed"}
+MODEL_KEYS = {"cutoff", "features", "layers", "radial_size", "predictor", "predictor_layers", "dtype", "seed"}
 TOP_KEYS = {"data", "stride", "every", "validation_fraction", "model", "training", "output", "description"}
 
 
