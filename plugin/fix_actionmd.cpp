@@ -6,6 +6,7 @@
 
 #include "atom.h"
 #include "comm.h"
+#include "domain.h"
 #include "error.h"
 #include "force.h"
 #include "modify.h"
@@ -352,11 +353,26 @@ void FixActionMD::grow(int natoms)
   natoms_alloc = natoms;
 }
 
-// Full edge list (both directions) of all pairs closer than cutoff + skin at qbar_ref.
+// Full edge list (both directions) of all pairs closer than cutoff + skin at qbar_ref, centred on
+// the atoms that can matter. Only local atoms' outputs are used, and an atom's output depends on edges
+// centred within interaction_range - cutoff of it (message passing aggregates at the centre), so on a
+// small subdomain most of the ghost shell needs no edges of its own: skipping them is exact.
 void FixActionMD::build_edges(int natoms)
 {
   const double rc = model->metadata().cutoff + skin;
   const double rc2 = rc * rc;
+  const double reach = model->metadata().interaction_range - model->metadata().cutoff + skin;
+  const int nlocal = atom->nlocal;
+  auto needed = [&](int i) {
+    if (i < nlocal || domain->triclinic) return true;
+    double d2 = 0.0;
+    for (int k = 0; k < 3; ++k) {
+      double x = qbar_ref[3 * i + k];
+      double d = std::max({domain->sublo[k] - x, x - domain->subhi[k], 0.0});
+      d2 += d * d;
+    }
+    return d2 <= reach * reach;
+  };
   std::vector<int64_t> src, dst;
   if (natoms > 1) {
     double lo[3], hi[3];
@@ -391,6 +407,7 @@ void FixActionMD::build_edges(int natoms)
       head[c] = i;
     }
     for (int i = 0; i < natoms; ++i) {
+      if (!needed(i)) continue;
       long b0 = bin_of(i, 0), b1 = bin_of(i, 1), b2 = bin_of(i, 2);
       for (long x = std::max(0L, b0 - 1); x <= std::min(nb[0] - 1, b0 + 1); ++x)
         for (long y = std::max(0L, b1 - 1); y <= std::min(nb[1] - 1, b1 + 1); ++y)

@@ -1,0 +1,60 @@
+"""A learned message-passing model (2 layers, interaction_range 3 x cutoff) in LAMMPS: on 1 and 2 ranks it
+takes the same steps as the Python engine. The fix builds edges only around atoms whose outputs can reach
+its subdomain (interaction_range - cutoff); this proves that pruning is exact for multi-layer models."""
+import numpy as np
+import pytest
+import torch
+
+from lmp_helpers import read_dump
+from test_lammps_plugin import AR, argon_data, lj_script
+
+CUTOFF = 3.8
+
+
+def message_passing_model(path):
+    """Random but tame weights: a 2-layer action and predictor whose every term is exercised."""
+    models = pytest.importorskip("actionmd.models")
+    model_file = pytest.importorskip("actionmd.model_file")
+    module, meta = models.build_learned_model(["Ar"], stride=20.0, cutoff=CUTOFF, features=8, layers=2,
+                                              predictor_layers=2, dtype="float64", energy_scale=2e-4, seed=4)
+    generator = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype) * 0.15)
+    model_file.export_model(module, path, meta)
+    return meta
+
+
+@pytest.mark.parametrize("mode", ["action", "predictor"])
+def test_message_passing_model_matches_python_engine_on_1_and_2_ranks(run_lmp, mode):
+    """mode predictor checks the predictor's wider range (3 x cutoff); the solved action map does not
+    depend on the guess, so mode action checks the action's (2 x cutoff)."""
+    action_map = pytest.importorskip("actionmd.action_map")
+    solver = pytest.importorskip("actionmd.solver")
+    meta = message_passing_model(run_lmp.dir / "mp.pt")
+    assert meta["interaction_range"] == pytest.approx(3 * CUTOFF)
+    L = argon_data(run_lmp.dir / "ar.data", n=4)  # 21 Å: a 2-rank subdomain is narrower than the range
+    steps = 10
+    dumps = {}
+    for np_ in (1, 2):
+        post = f"""dump d all custom {steps} traj{np_}.dump id x y z vx vy vz ix iy iz
+dump_modify d sort id format float %.17g"""
+        script = lj_script("mp.pt", steps=steps, post=post, extra_fix=f"tol 1e-12 mode {mode}",
+                           pair=f"pair_style zero {CUTOFF}\npair_coeff * *", comm="comm_modify cutoff 16.0",
+                           procs="processors 2 1 1" if np_ == 2 else "")
+        r = run_lmp(script, np=np_)
+        assert r.returncode == 0, r.output[-3000:]
+        dumps[np_] = read_dump(run_lmp.dir / f"traj{np_}.dump")
+    unwrap = lambda f: f[:, 1:4] + f[:, 7:10] * L
+    first = dumps[1][0]
+    q, p = unwrap(first), AR * first[:, 4:7] / 1000.0  # Å, u·Å/fs
+    amap = action_map.ActionMap(str(run_lmp.dir / "mp.pt"), mode=mode,
+                                solver=solver.SolverOptions(tol=1e-12, method="newton"))
+    types = amap.types_of([18] * len(q))
+    for _ in range(steps):
+        q, p, _ = amap.step(q, p, types, np.diag([L, L, L]), [True] * 3)
+    assert np.abs(p - AR * first[:, 4:7] / 1000.0).max() > 1e-4  # the model really acts on the momenta
+    for np_, frames in dumps.items():
+        last = frames[steps]
+        assert np.abs(unwrap(last) - q).max() < 1e-9, np_
+        assert np.abs(AR * last[:, 4:7] / 1000.0 - p).max() < 1e-9, np_
