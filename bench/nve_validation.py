@@ -6,9 +6,10 @@ From the last frame of the dataset's last segment (a thermalised state), runs
   1. ActionVerlet with MODEL at its stride,
   2. ASE VelocityVerlet at the dataset's reference dt (the truth),
   3. ASE VelocityVerlet at the model's stride,
-and measures every run with the dataset's own LAMMPS potential (ase.calculators.lammpslib): total-energy
-drift (linear fit, meV/atom/ps), its fluctuation, per-species temperatures, iterations per step and wall
-time per simulated ps.
+saving a frame every --sample-fs, then measures all three with actionmd.evaluation (docs/evaluation.md)
+against run 2, with the dataset's own LAMMPS potential: total-energy drift and fluctuation, per-species
+temperatures, RDF, diffusion, spectra. This script adds only what evaluation cannot see: iterations per
+step and wall time per simulated ps. Writes the JSON summary and a full report (report.md, plots) beside it.
 """
 import argparse
 import json
@@ -25,19 +26,22 @@ from ase.md.verlet import VelocityVerlet
 
 from actionmd.ase import ActionVerlet
 from actionmd.data import load_dataset
+from actionmd.evaluation import Trajectory, evaluate, text_table, write_report
+from actionmd.evaluation.evaluate import MIN_FRAMES
 from actionmd.model_file import read_metadata
-from actionmd.observables import temperature_per_species
-from actionmd.units import momenta_ase_to_model, momenta_model_to_ase
+from actionmd.units import momenta_model_to_ase
 
 
-def reference_calculator(data_path):
+def dataset_config(data_path) -> dict:
     with h5py.File(data_path, "r") as handle:
-        potential = json.loads(handle.attrs["potential_json"])
-        elements = json.loads(handle.attrs["elements_json"])
-        lammps_units = handle.attrs["lammps_units"]
-    if lammps_units != "metal":
-        raise SystemExit(f"{data_path}: LAMMPSlib here speaks metal units; dataset is {lammps_units}")
-    return LAMMPSlib(lmpcmds=list(potential), atom_types={e: k + 1 for k, e in enumerate(elements)},
+        return json.loads(handle.attrs["config_json"])
+
+
+def force_calculator(cfg):
+    """ASE's LAMMPSlib with the dataset's potential, to drive ASE's VelocityVerlet (it speaks metal units)."""
+    if cfg["units"] != "metal":
+        raise SystemExit(f"LAMMPSlib here speaks metal units; the dataset is {cfg['units']}")
+    return LAMMPSlib(lmpcmds=list(cfg["potential"]), atom_types={e: k + 1 for k, e in enumerate(cfg["elements"])},
                      log_file=None, keep_alive=True)
 
 
@@ -50,22 +54,14 @@ def start_state(data_path):
     return atoms, dataset.dt_fs
 
 
-def run(label, make_dynamics, atoms, calculator, stride_fs, time_ps, sample_fs):
+def run(label, make_dynamics, atoms, stride_fs, time_ps, sample_fs):
+    """Run, keeping a frame every ~sample_fs; return (Trajectory or None, timing/solver summary)."""
     atoms = atoms.copy()
     dynamics = make_dynamics(atoms)
     steps = int(round(time_ps * 1000 / stride_fs))
-    interval = max(1, int(round(sample_fs / stride_fs)))
-    samples = []
-
-    def sample():
-        probe = atoms.copy()
-        probe.calc = calculator
-        energy = probe.get_potential_energy() + atoms.get_kinetic_energy()
-        temperatures = temperature_per_species(atoms.numbers, atoms.get_masses(),
-                                               momenta_ase_to_model(atoms.get_momenta()))
-        samples.append((dynamics.get_time() / (1000 * units.fs), energy / len(atoms), temperatures))
-
-    dynamics.attach(sample, interval=interval)
+    every = max(1, int(round(sample_fs / stride_fs)))
+    frames = []
+    dynamics.attach(lambda: frames.append(atoms.copy()), interval=every)
     start = time.perf_counter()
     status = "ok"
     try:
@@ -74,20 +70,15 @@ def run(label, make_dynamics, atoms, calculator, stride_fs, time_ps, sample_fs):
     except Exception as err:  # a blow-up is a result here, not a crash
         status = f"failed: {type(err).__name__}"
     wall = time.perf_counter() - start
-    t = np.array([s[0] for s in samples])
-    e = np.array([s[1] for s in samples])
-    ok = np.isfinite(e)
-    result = {"label": label, "stride_fs": stride_fs, "status": status, "simulated_ps": float(t[-1]) if len(t) else 0.0,
-              "wall_s_per_ps": wall / max(float(t[-1]) if len(t) else 1e-9, 1e-9)}
-    if ok.sum() > 2:
-        result["drift_meV_per_atom_ps"] = float(np.polyfit(t[ok], e[ok], 1)[0] * 1000)
-        result["fluctuation_meV_per_atom"] = float(np.std(e[ok]) * 1000)
-        species = sorted(samples[0][2])
-        result["temperature_K"] = {str(z): float(np.mean([s[2][z] for s in samples])) for z in species}
+    simulated_ps = (len(frames) - 1) * every * stride_fs / 1000
+    summary = {"label": label, "stride_fs": stride_fs, "status": status, "simulated_ps": simulated_ps,
+               "wall_s_per_ps": wall / max(simulated_ps, 1e-9)}
     if hasattr(dynamics, "solver_summary"):
-        result.update(dynamics.solver_summary())
-    print(json.dumps(result))
-    return result
+        summary.update(dynamics.solver_summary())
+    usable = [a for a in frames if np.isfinite(a.positions).all() and np.isfinite(a.get_momenta()).all()]
+    trajectory = Trajectory.from_atoms(usable, every * stride_fs, source=label) if len(usable) >= MIN_FRAMES else None
+    print(json.dumps(summary))
+    return trajectory, summary
 
 
 def main():
@@ -100,8 +91,9 @@ def main():
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     stride = read_metadata(args.model).stride
+    cfg = dataset_config(args.data)
     atoms, reference_dt = start_state(args.data)
-    calculator = reference_calculator(args.data)
+    calculator = force_calculator(cfg)
 
     def verlet(dt):
         def make(a):
@@ -109,17 +101,36 @@ def main():
             return VelocityVerlet(a, dt * units.fs)
         return make
 
-    results = [
-        run(f"ActionVerlet {stride:g} fs", lambda a: ActionVerlet(a, args.model), atoms, calculator, stride,
-            args.time_ps, args.sample_fs),
-        run(f"VelocityVerlet {reference_dt:g} fs (reference)", verlet(reference_dt), atoms, calculator, reference_dt,
-            args.reference_time_ps or args.time_ps, args.sample_fs),
-        run(f"VelocityVerlet {stride:g} fs", verlet(stride), atoms, calculator, stride, args.time_ps, args.sample_fs),
+    reference = f"VelocityVerlet {reference_dt:g} fs (reference)"
+    runs = [
+        run(f"ActionVerlet {stride:g} fs", lambda a: ActionVerlet(a, args.model), atoms, stride, args.time_ps,
+            args.sample_fs),
+        run(reference, verlet(reference_dt), atoms, reference_dt, args.reference_time_ps or args.time_ps,
+            args.sample_fs),
+        run(f"VelocityVerlet {stride:g} fs", verlet(stride), atoms, stride, args.time_ps, args.sample_fs),
     ]
+    trajectories = {s["label"]: t for t, s in runs if t is not None}
+    results = evaluate(trajectories, reference if reference in trajectories else None, system=cfg)
     out = Path(args.out or f"bench/results/nve_{Path(args.model).stem}.json")
+    report = write_report(results, out.with_suffix(""))[0]
+    print(text_table(results))
+    summaries = []
+    for _, summary in runs:
+        measured = results["runs"].get(summary["label"])
+        if measured:
+            summary["goals"] = {k: {"value": g["value"], "met": g["met"]} for k, g in measured["goals"].items()}
+            if measured["energy"]:
+                summary["drift_meV_per_atom_ps"] = measured["energy"]["drift_meV_per_atom_ps"]
+                summary["fluctuation_meV_per_atom"] = measured["energy"]["fluctuation_meV_per_atom"]
+            summary["temperature_K"] = {s: t["mean_K"] for s, t in measured["temperature"]["per_species"].items()}
+            summary["diffusion_A2_per_ps"] = {s: d["msd_A2_per_ps"]
+                                              for s, d in measured["dynamics"]["diffusion"].items()}
+        summaries.append(summary)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"model": args.model, "data": args.data, "atoms": len(atoms),
-                               "machine": {"cpu": platform.machine()}, "results": results}, indent=1))
+                               "machine": {"cpu": platform.machine()}, "report": str(report),
+                               "results": summaries}, indent=1))
+    print(f"report: {report}")
 
 
 if __name__ == "__main__":

@@ -34,9 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print the raw actionmd.json")
     info.set_defaults(func=_info)
     from .data.cli import register as register_generate
+    from .evaluation.cli import register as register_evaluate
     from .training.cli import register as register_training
     register_generate(commands)
     register_training(commands)
+    register_evaluate(commands)
     return parser
 
 

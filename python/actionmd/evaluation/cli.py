@@ -1,0 +1,83 @@
+"""The ``evaluate`` subcommand: ``actionmd evaluate TRAJ ... -o OUTDIR``."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def register(subparsers):
+    from .reading import FORMATS
+
+    p = subparsers.add_parser(
+        "evaluate", help="energy, equipartition, RDF and dynamics of trajectories, against a reference",
+        description="Measure MD trajectories (ASE .traj/extxyz, LAMMPS text dumps): total energy under the reference "
+                    "potential (re-evaluated with LAMMPS), temperature per species and direction, RDFs, VACF, "
+                    "diffusion and vibrational spectrum; compare with a reference run. Writes report.md, "
+                    "results.json and PNG plots to OUTDIR. Definitions: docs/evaluation.md.")
+    p.add_argument("trajectories", nargs="+", metavar="TRAJ", help="trajectory files (one run each)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the report")
+    p.add_argument("--labels", nargs="+", metavar="LABEL", help="one label per TRAJ (default: file names)")
+    p.add_argument("--reference", metavar="TRAJ", help="reference run (velocity Verlet at the reference dt)")
+    p.add_argument("--reference-label", default="reference", metavar="LABEL")
+    p.add_argument("--system", metavar="NAME|YAML",
+                   help="re-evaluate energies with this system's LAMMPS potential (built-in name or config YAML); "
+                        "also supplies dump element types, units and masses")
+    p.add_argument("--interval", type=float, metavar="FS", help="time between frames of the runs [fs]")
+    p.add_argument("--reference-interval", type=float, metavar="FS", help="the same for --reference")
+    p.add_argument("--timestep", type=float, metavar="FS",
+                   help="LAMMPS dumps: the timestep [fs]; frame times are TIMESTEP values times this")
+    p.add_argument("--reference-timestep", type=float, metavar="FS", help="the same for --reference")
+    p.add_argument("--types", nargs="+", metavar="EL", help="LAMMPS dumps: element of type 1, 2, ...")
+    p.add_argument("--units", choices=("metal", "real"), help="LAMMPS dumps: units (default: the system's, or metal)")
+    p.add_argument("--format", choices=FORMATS, help="file format (default: from the suffix)")
+    p.add_argument("--r-max", type=float, metavar="Å", help="RDF range (default: half the smallest cell width)")
+    p.add_argument("--bins", type=int, default=200, help="RDF bins (default 200)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+    return p
+
+
+def _labels(paths: list[str], labels: list[str] | None) -> list[str]:
+    from .trajectory import EvaluationError
+
+    if labels is not None:
+        if len(labels) != len(paths) or len(set(labels)) != len(labels):
+            raise EvaluationError(f"--labels: give {len(paths)} distinct labels, one per trajectory (got {labels})")
+        return labels
+    out = [Path(p).stem for p in paths]
+    return out if len(set(out)) == len(out) else [str(p) for p in paths]
+
+
+def run(args) -> int:
+    from ..data.lammps_run import LammpsError
+    from .energy import load_system
+    from .evaluate import evaluate
+    from .reading import read_trajectory
+    from .report import text_table, write_report
+    from .trajectory import EvaluationError
+
+    cfg = load_system(args.system) if args.system else None
+    common = dict(types=args.types or (cfg["elements"] if cfg else None),
+                  units=args.units or (cfg["units"] if cfg else "metal"),
+                  masses=cfg["masses"] if cfg else None, format=args.format)
+    labels = _labels(args.trajectories, args.labels)
+    if args.reference and args.reference_label in labels:
+        raise EvaluationError(f"--reference-label {args.reference_label!r} is also a run label; choose another")
+    runs = {label: read_trajectory(path, interval_fs=args.interval, timestep_fs=args.timestep, **common)
+            for label, path in zip(labels, args.trajectories)}
+    if args.reference:
+        runs[args.reference_label] = read_trajectory(
+            args.reference, interval_fs=args.reference_interval or args.interval,
+            timestep_fs=args.reference_timestep or args.timestep, **common)
+    try:
+        results = evaluate(runs, args.reference_label if args.reference else None, system=args.system,
+                           r_max=args.r_max, rdf_bins=args.bins, progress=not args.no_progress)
+    except LammpsError as exc:
+        print(f"actionmd evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    paths = write_report(results, args.output)
+    print(text_table(results))
+    for warning in results["warnings"]:
+        print(f"warning: {warning}")
+    print(f"report: {paths[0]}")
+    return 0

@@ -1,0 +1,355 @@
+"""actionmd.evaluation against answers known in advance: ideal-gas and fcc RDFs, Brownian diffusion,
+harmonic spectra, Maxwell-Boltzmann temperatures, a linear drift, energies from ASE and from the
+generator's own LAMMPS set-up; a short end-to-end CLI run; and the errors bad input gets."""
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+
+import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps)
+import numpy as np
+import pytest
+import ase.io
+from ase import units
+from ase.build import bulk
+from ase.calculators.lj import LennardJones
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.data import atomic_masses
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
+from ase.md.verlet import VelocityVerlet
+
+from actionmd.cli import main as cli_main
+from actionmd.data.units import KCAL_MOL_IN_EV
+from actionmd.evaluation import EvaluationError, Trajectory, evaluate, read_trajectory
+from actionmd.evaluation.dynamics import dynamics
+from actionmd.evaluation.energy import energy_summary, kinetic_energy, lammps_energies
+from actionmd.evaluation.structure import rdf
+from actionmd.evaluation.thermal import temperatures
+from actionmd.observables import temperature_per_species
+from actionmd.units import EV, KB_EV
+
+RNG = np.random.default_rng(20250805)
+
+
+def _traj(numbers, positions, cell, interval_fs=1.0, velocities=None, **kwargs):
+    numbers = np.asarray(numbers)
+    return Trajectory(numbers=numbers, masses=atomic_masses[numbers], positions=positions, cells=cell,
+                      interval_fs=interval_fs, velocities=velocities, **kwargs)
+
+
+def _maxwell_velocities(numbers, temperature, frames):
+    """Independent Maxwell-Boltzmann draws (Å/fs): sigma^2 = k_B T / m per component."""
+    sigma = np.sqrt(KB_EV * temperature * EV / atomic_masses[numbers])
+    return RNG.normal(size=(frames, len(numbers), 3)) * sigma[None, :, None]
+
+
+# ---------------------------------------------------------------------- structure
+def test_rdf_of_uniform_random_points_is_one_within_binomial_noise():
+    """Independent uniform points on a torus: a pair count in a shell is binomial (pairs sharing an atom are
+    independent), so with E expected pairs g - 1 has standard deviation 1/sqrt(E)."""
+    length, n, frames, bins, r_max = 15.0, 240, 20, 40, 7.5
+    numbers = np.where(np.arange(n) < 80, 10, 54)
+    traj = _traj(numbers, RNG.uniform(0, length, (frames, n, 3)), np.eye(3) * length)
+    result = rdf(traj, r_max, bins=bins, max_frames=frames)
+    shell = 4 / 3 * np.pi * np.diff(result["edges"] ** 3)
+    counts = {"Ne-Ne": 80 * 79 / 2, "Ne-Xe": 80 * 160, "Xe-Xe": 160 * 159 / 2}
+    z2 = []
+    for pair, g in result["pairs"].items():
+        expected = counts[pair] * shell * frames / length**3
+        ok = expected > 20
+        z = (g[ok] - 1) * np.sqrt(expected[ok] / (1 - shell[ok] / length**3))
+        assert np.abs(z).max() < 4.5, pair
+        z2.extend(z**2)
+    # mean of z^2 is 1 with standard deviation sqrt(2/n)
+    assert abs(np.mean(z2) - 1) < 4 * math.sqrt(2 / len(z2))
+
+
+def test_rdf_of_perfect_fcc_has_its_shells_with_their_coordination_numbers():
+    a = 4.0
+    atoms = bulk("Ar", "fcc", a=a, cubic=True).repeat(4)  # 256 atoms, L = 16 Å
+    traj = _traj(atoms.numbers, atoms.positions[None], atoms.cell.array)
+    result = rdf(traj, r_max=7.93, bins=400)
+    g, edges = result["pairs"]["Ar-Ar"], result["edges"]
+    n = len(atoms)
+    neighbours = g * (n - 1) / atoms.get_volume() * 4 / 3 * np.pi * np.diff(edges**3)  # per atom, per bin
+    shells = {1: 12, 2: 6, 3: 24, 4: 12, 5: 24, 6: 8, 7: 48}  # (r/a)^2 * 2 -> coordination number
+    expected = np.zeros_like(g)
+    for k, count in shells.items():
+        expected[np.searchsorted(edges, a * math.sqrt(k / 2)) - 1] = count
+    np.testing.assert_allclose(neighbours, expected, atol=1e-9)
+
+
+# ---------------------------------------------------------------------- dynamics
+def test_diffusion_of_brownian_walkers_is_recovered_and_unwrapping_is_transparent():
+    """Gaussian steps of variance 2 D dt per direction: MSD = 6 D t (1 - 1/N) after removing the centre of mass."""
+    n, frames, dt, d_true, length = 200, 400, 10.0, 0.5, 30.0  # D in Å²/ps
+    steps = RNG.normal(scale=math.sqrt(2 * d_true / 1000 * dt), size=(frames, n, 3))
+    unwrapped = np.cumsum(steps, axis=0)
+    velocities = RNG.normal(size=unwrapped.shape)  # required, irrelevant here
+    wrapped = np.mod(unwrapped, length)
+    window = (0.1 * frames * dt, 0.5 * frames * dt)
+    results = [dynamics(_traj(np.full(n, 18), x, np.eye(3) * length, dt, velocities, unwrapped=flag), window)
+               for x, flag in ((unwrapped, True), (wrapped, False))]
+    d, stderr = results[0]["diffusion"]["Ar"]["msd_A2_per_ps"], results[0]["diffusion"]["Ar"]["msd_stderr_A2_per_ps"]
+    expected = d_true * (1 - 1 / n)
+    assert abs(d - expected) < 4 * stderr and stderr < 0.08 * expected  # measured: 4.5-5.5 %
+    assert results[1]["diffusion"]["Ar"]["msd_A2_per_ps"] == pytest.approx(d, rel=1e-10)
+    # image flags give the same unwrapped positions
+    images = np.floor_divide(unwrapped, length).astype(int)
+    flagged = _traj(np.full(n, 18), wrapped, np.eye(3) * length, dt, velocities, images=images)
+    np.testing.assert_allclose(flagged.unwrapped_positions(), unwrapped, atol=1e-9)
+
+
+def test_vacf_and_spectrum_of_harmonic_oscillators():
+    """x = A sin(w t + phi): the VACF is cos(w tau) (phase average) and the spectrum peaks at w / 2 pi."""
+    dt, frames = 2.0, 2000
+    frequencies = {"Ne": 5.0, "Xe": 12.0}  # THz
+    numbers = np.repeat([10, 54], 60)
+    nu = np.where(numbers == 10, frequencies["Ne"], frequencies["Xe"]) / 1000  # 1/fs
+    omega = 2 * np.pi * nu[None, :, None]
+    phase = RNG.uniform(0, 2 * np.pi, (1, len(numbers), 3))
+    amplitude = RNG.uniform(0.05, 0.1, (1, len(numbers), 3))
+    t = (np.arange(frames) * dt)[:, None, None]
+    positions = 5.0 + amplitude * np.sin(omega * t + phase)
+    velocities = amplitude * omega * np.cos(omega * t + phase)
+    result = dynamics(_traj(numbers, positions, np.eye(3) * 20, dt, velocities), (200.0, 1000.0))
+    lag = result["lag_fs"]
+    for name, f in frequencies.items():
+        z = result["vacf"][name]
+        short = lag < frames * dt / 4
+        np.testing.assert_allclose(z[short] / z[0], np.cos(2 * np.pi * f / 1000 * lag[short]), atol=0.03)
+        spectrum = result["vdos"][name]
+        resolution = spectrum["nu_THz"][1]
+        assert abs(spectrum["peak_THz"] - f) <= resolution
+        assert abs(result["diffusion"][name]["msd_A2_per_ps"]) < 1e-3  # bound atoms do not diffuse
+
+
+# ---------------------------------------------------------------------- temperatures and energy
+def test_temperatures_of_maxwell_boltzmann_samples():
+    """Each T estimate averages 3 N F squares of Gaussians: relative standard deviation sqrt(2 / (3 N F))."""
+    numbers = np.repeat([10, 54], 100)
+    frames, target = 50, 120.0
+    v = _maxwell_velocities(numbers, target, frames)
+    traj = _traj(numbers, RNG.uniform(0, 10, v.shape), np.eye(3) * 10, 1.0, v)
+    result = temperatures(traj)
+    sigma = target * math.sqrt(2 / (3 * 100 * frames))
+    for species in ("Ne", "Xe"):
+        t = result["per_species"][species]
+        assert abs(t["mean_K"] - target) < 4 * sigma
+        assert np.all(np.abs(np.array(t["per_direction_K"]) - target) < 4 * sigma * math.sqrt(3))
+        assert 0.3 * sigma < t["stderr_K"] < 3 * sigma
+    assert result["spread"] < 4 * math.sqrt(2) * sigma / target
+    # the same definition as actionmd.observables, frame by frame
+    first = temperature_per_species(numbers, traj.masses, traj.masses[:, None] * v[0])
+    assert first[10] == pytest.approx(result["per_species"]["Ne"]["series_K"][0], rel=1e-12)
+
+
+def _water(n_side=3, spacing=3.2):
+    """SPC/Fw-shaped molecules on a grid, atoms shuffled (the evaluation must find the molecules)."""
+    half = math.radians(113.24) / 2
+    local = np.array([[0, 0, 0], [math.sin(half), 0, math.cos(half)], [-math.sin(half), 0, math.cos(half)]]) * 1.012
+    centres = (np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3) + 0.5) * spacing
+    rotations = np.linalg.qr(RNG.normal(size=(len(centres), 3, 3)))[0]
+    positions = (centres[:, None, :] + np.einsum("mij,aj->mai", rotations, local)).reshape(-1, 3)
+    numbers = np.tile([8, 1, 1], len(centres))
+    order = RNG.permutation(len(numbers))
+    return numbers[order], positions[order], np.eye(3) * n_side * spacing, order
+
+
+def test_water_translational_and_internal_temperatures():
+    numbers, positions, cell, order = _water()
+    molecule = np.repeat(np.arange(len(numbers) // 3), 3)[order]
+    masses = atomic_masses[numbers]
+    frames = 12
+    v_com = RNG.normal(scale=0.01, size=(frames, len(numbers) // 3, 3))
+    rigid = _traj(numbers, np.repeat(positions[None], frames, 0), cell, 1.0, v_com[:, molecule])
+    water = temperatures(rigid)["water"]
+    # 3 degrees of freedom per molecule: 3 * (len(numbers) / 3)
+    expected = np.einsum("n,fni->f", masses, v_com[:, molecule] ** 2) / (len(numbers) * EV * KB_EV)
+    assert water["translational_K"] == pytest.approx(expected.mean(), rel=1e-12)
+    assert abs(water["internal_K"]) < 1e-9 * expected.mean()
+    # pure rotation of every molecule about its centre of mass: no translation at all
+    centre = np.stack([np.average(positions[molecule == m], axis=0, weights=masses[molecule == m])
+                       for m in range(len(numbers) // 3)])[molecule]
+    spin = RNG.normal(scale=0.02, size=(frames, len(numbers) // 3, 3))[:, molecule]
+    rotating = _traj(numbers, np.repeat(positions[None], frames, 0), cell, 1.0,
+                     np.cross(spin, positions - centre))
+    water = temperatures(rotating)["water"]
+    assert abs(water["translational_K"]) < 1e-9 * water["internal_K"]
+
+
+def test_energy_drift_fit_recovers_a_synthetic_linear_drift():
+    n_atoms, drift, noise = 100, 0.05, 0.2  # meV/atom/ps, meV/atom
+    t = np.arange(2000) * 5.0  # fs
+    total = n_atoms * (-2.0 + (drift * t / 1000 + RNG.normal(scale=noise, size=t.size)) / 1000)  # eV
+    result = energy_summary(t, total, n_atoms)
+    assert abs(result["drift_meV_per_atom_ps"] - drift) < 4 * result["drift_stderr_meV_per_atom_ps"]
+    assert result["drift_stderr_meV_per_atom_ps"] == pytest.approx(noise * math.sqrt(12 / t.size) / 10, rel=0.05)
+    assert result["fluctuation_meV_per_atom"] == pytest.approx(noise, rel=0.05)
+
+
+LJ_LINES = ["pair_style lj/cut 6.5", "pair_coeff * * {eps!r} 3.4", "pair_modify shift yes"]
+
+
+@pytest.mark.parametrize("lammps_units", ["metal", "real"])
+def test_lammps_energies_match_ase_lennard_jones_in_a_changing_triclinic_cell(lammps_units):
+    atoms = bulk("Ar", "fcc", a=5.4).repeat(3)  # primitive cells: triclinic, 27 atoms
+    atoms.numbers[::3] = 36
+    frames = []
+    calc = LennardJones(sigma=3.4, epsilon=0.0104, rc=6.5, smooth=False)  # shifted to 0 at rc, as pair_modify shift
+    for k in range(4):
+        frame = atoms.copy()
+        frame.set_cell(atoms.cell * (1 + 0.01 * k), scale_atoms=True)  # a changing cell: change_box
+        frame.rattle(0.1, seed=k)
+        frame.calc = calc
+        frame.calc = SinglePointCalculator(frame, energy=frame.get_potential_energy())  # as a file stores it
+        frames.append(frame)
+    traj = Trajectory.from_atoms(frames, 1.0)
+    eps = 0.0104 if lammps_units == "metal" else 0.0104 / KCAL_MOL_IN_EV
+    system = {"units": lammps_units, "elements": ["Ar", "Kr"], "potential": [s.format(eps=eps) for s in LJ_LINES]}
+    np.testing.assert_allclose(lammps_energies(traj, system, progress=False), traj.potential_energy, rtol=0, atol=1e-9)
+
+
+def test_water_energy_reevaluation_rebuilds_molecules_and_matches_the_generator():
+    """The generator's own LAMMPS set-up (bonds from its data file) against evaluation's rebuilt molecules,
+    with the atoms shuffled."""
+    from actionmd.data.config import load_config
+    from actionmd.data.generate import _structure_file
+    from actionmd.data.lammps_run import Simulation
+    from actionmd.data.units import UNITS
+
+    cfg = load_config("water", ["structure.water_box.molecules=27"])
+    with tempfile.TemporaryDirectory() as work:
+        with Simulation(cfg, mpi4py.MPI.COMM_SELF, _structure_file(cfg, work)) as sim:
+            sim.build(None, 1)
+            sim.create_velocities(300.0, 5)
+            sim.thermalize(300.0, 3, 100)
+            frames = sim.record(20, 10)
+            types = sim.types()
+            cell = sim.cell()[1]
+    order = RNG.permutation(len(types))
+    numbers = np.where(types == 1, 8, 1)[order]
+    positions = np.stack([f.x for f in frames])[:, order]
+    expected = UNITS["real"].energy_to_model(np.array([f.pe for f in frames]))
+    energies = lammps_energies(_traj(numbers, positions, cell), "water", progress=False)
+    np.testing.assert_allclose(energies, expected, rtol=0, atol=1e-9)
+
+
+# ---------------------------------------------------------------------- files and the CLI
+SYSTEM_YAML = """units: metal
+elements: [Ar, Kr]
+structure: {lattice: fcc, a: 5.6, repeat: [2, 2, 2]}
+potential: [pair_style lj/cut 6.5, pair_coeff * * 0.0104 3.4, pair_modify shift yes]
+temperatures: [150.0]
+protocol: {dt: 2.0}
+"""
+
+
+@pytest.fixture(scope="module")
+def lj_runs(tmp_path_factory):
+    """Velocity Verlet on a 32-atom Ar/Kr LJ fluid: 2 fs (reference) and 6 fs, a frame every 12 fs, 1.2 ps."""
+    folder = tmp_path_factory.mktemp("lj_runs")
+    atoms = bulk("Ar", "fcc", a=5.6, cubic=True).repeat(2)
+    atoms.numbers[::2] = 36
+    atoms.set_masses()
+    thermalize_momenta(atoms, 150, rng=np.random.default_rng(1))
+    Stationary(atoms)
+    for dt, name in ((2.0, "ref"), (6.0, "run")):
+        copy = atoms.copy()
+        copy.calc = LennardJones(sigma=3.4, epsilon=0.0104, rc=6.5, smooth=False)
+        with VelocityVerlet(copy, dt * units.fs, trajectory=str(folder / f"{name}.traj"),
+                            loginterval=int(12 / dt)) as dyn:
+            dyn.run(int(1200 / dt))
+    (folder / "system.yaml").write_text(SYSTEM_YAML)
+    return folder
+
+
+def test_cli_end_to_end_on_ase_velocity_verlet_runs(lj_runs, capsys):
+    out = lj_runs / "report"
+    code = cli_main(["evaluate", str(lj_runs / "run.traj"), "--labels", "VV 6 fs", "--reference",
+                     str(lj_runs / "ref.traj"), "--system", str(lj_runs / "system.yaml"), "-o", str(out),
+                     "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code == 0 and f"report: {out / 'report.md'}" in printed and "VV 6 fs" in printed
+    for name in ("report.md", "results.json", "energy.png", "temperature.png", "rdf.png", "vacf.png", "msd.png",
+                 "vdos.png"):
+        assert (out / name).stat().st_size > 0
+    results = json.loads((out / "results.json").read_text())
+    run, ref = results["runs"]["VV 6 fs"], results["runs"]["reference"]
+    assert run["interval_fs"] == pytest.approx(12.0) and ref["n_frames"] == 101  # from the MD header
+    # LAMMPS re-evaluation reproduces the energies ASE's own LJ stored in the file
+    stored = read_trajectory(lj_runs / "ref.traj").potential_energy / 32
+    np.testing.assert_allclose(ref["energy"]["potential_eV_per_atom"], stored, atol=1e-10)
+    assert abs(ref["energy"]["drift_meV_per_atom_ps"]) < 0.1 and ref["goals"]["energy_drift"]["met"]
+    assert set(run["vs_reference"]["rdf_l1"]) == {"Ar-Ar", "Ar-Kr", "Kr-Kr"}
+    assert run["goals"]["rdf_l1"]["value"] == max(run["vs_reference"]["rdf_l1"].values())
+    assert ref["goals"]["rdf_l1"]["met"] is None
+    report = (out / "report.md").read_text()
+    assert "![rdf](rdf.png)" in report and "| VV 6 fs |" in report
+
+
+def _write_dump(path, steps, types=True, velocities=True):
+    """A minimal LAMMPS text dump of 2 atoms in a 10 Å cube."""
+    columns = "id " + ("type " if types else "") + "x y z" + (" vx vy vz" if velocities else "")
+    with open(path, "w") as handle:
+        for step in steps:
+            handle.write(f"ITEM: TIMESTEP\n{step}\nITEM: NUMBER OF ATOMS\n2\nITEM: BOX BOUNDS pp pp pp\n"
+                         f"0 10\n0 10\n0 10\nITEM: ATOMS {columns}\n")
+            for i in (1, 2):
+                handle.write(f"{i} " + ("1 " if types else "") + f"{i} {i} {i}" + (" 1 0 0" if velocities else "")
+                             + "\n")
+
+
+def test_lammps_dump_reading_times_units_and_image_flags(tmp_path):
+    """A dump written by LAMMPS itself: times from TIMESTEP x dt, velocities Å/ps -> Å/fs, image flags."""
+    from actionmd.data.lammps_run import import_lammps
+
+    _, lammps = import_lammps()
+    lmp = lammps.lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
+    for line in ["units metal", "lattice fcc 5.6", "region box block 0 2 0 2 0 2", "create_box 2 box",
+                 "create_atoms 1 box", "set type 1 type/fraction 2 0.5 7", "mass * 39.95",
+                 "pair_style lj/cut 6.5", "pair_coeff * * 0.0104 3.4", "velocity all create 900 3",
+                 "timestep 0.002", "fix 1 all nve",
+                 f"dump a all custom 25 {tmp_path / 'wrapped.dump'} id type x y z ix iy iz vx vy vz",
+                 f"dump b all custom 25 {tmp_path / 'unwrapped.lammpstrj'} id type xu yu zu vx vy vz",
+                 "dump_modify a sort id", "run 500"]:
+        lmp.command(line)
+    ke = lmp.get_thermo("ke")
+    lmp.close()
+    wrapped = read_trajectory(tmp_path / "wrapped.dump", types=["Ar", "Kr"], timestep_fs=2.0)
+    unwrapped = read_trajectory(tmp_path / "unwrapped.lammpstrj", types=["Ar", "Kr"], timestep_fs=2.0)
+    assert wrapped.n_frames == 21 and wrapped.interval_fs == 50.0 and unwrapped.unwrapped
+    assert wrapped.images is not None and np.abs(wrapped.images).max() > 0  # atoms crossed the box
+    np.testing.assert_allclose(wrapped.unwrapped_positions(), unwrapped.positions, atol=1e-4)
+    wrapped.masses[:] = 39.95
+    assert kinetic_energy(wrapped)[-1] == pytest.approx(ke, rel=1e-4)
+
+
+def test_bad_inputs_get_errors_that_name_the_problem_and_the_fix(tmp_path, lj_runs, capsys):
+    (tmp_path / "x.foo").write_text("hello\n")
+    with pytest.raises(EvaluationError, match=r"unknown trajectory format.*--format"):
+        read_trajectory(tmp_path / "x.foo")
+    _write_dump(tmp_path / "uneven.dump", [0, 10, 30])
+    with pytest.raises(EvaluationError, match=r"not equally spaced.*10 -> 30 at frame 2"):
+        read_trajectory(tmp_path / "uneven.dump", types=["Ar"], timestep_fs=1.0)
+    _write_dump(tmp_path / "even.dump", [0, 10, 20])
+    with pytest.raises(EvaluationError, match=r"no elements.*--types"):
+        read_trajectory(tmp_path / "even.dump", timestep_fs=1.0)
+    with pytest.raises(EvaluationError, match=r"time between frames is unknown.*--timestep.*--interval"):
+        read_trajectory(tmp_path / "even.dump", types=["Ar"])
+    frames = read_trajectory(lj_runs / "ref.traj")
+    ase.io.write(tmp_path / "frames.xyz", ase.io.read(lj_runs / "ref.traj", ":3"))
+    with pytest.raises(EvaluationError, match=r"time between frames is unknown.*--interval"):
+        read_trajectory(tmp_path / "frames.xyz")
+    still = _traj(frames.numbers, frames.positions, frames.cells, 12.0)
+    with pytest.raises(EvaluationError, match=r"no velocities.*vx vy vz"):
+        evaluate({"still": still})
+    with pytest.raises(EvaluationError, match=r"5 frame\(s\), but .* needs at least 10"):
+        evaluate({"short": frames.select(slice(0, 5))})
+    fewer = _traj(frames.numbers[:-1], frames.positions[:, :-1], frames.cells, 12.0, frames.velocities[:, :-1])
+    with pytest.raises(EvaluationError, match=r"has atoms \{'Ar': 15, 'Kr': 16\}.*reference .* has "
+                                              r"\{'Ar': 16, 'Kr': 16\}: compare runs of the same system"):
+        evaluate({"fewer": fewer}, reference=frames)
+    code = cli_main(["evaluate", str(tmp_path / "even.dump"), "--timestep", "1", "-o", str(tmp_path / "out")])
+    assert code == 2 and "--types" in capsys.readouterr().err
