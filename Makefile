@@ -17,7 +17,7 @@ $(STAMP): requirements.txt setup.py CMakeLists.txt $(wildcard plugin/*)
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m actionmd.demo
+	$(PY) -m actionmd.demo $(if $(TRAIN),--train)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

