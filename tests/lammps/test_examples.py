@@ -8,18 +8,18 @@ import pytest
 
 from lmp_helpers import ROOT, lmp_env
 
-EXAMPLE = ROOT / "lammps_examples" / "lj-mixture"
+EXAMPLES = ROOT / "lammps_examples"
 BIN = Path(sys.executable).parent
 
 
-def run_example(tmp_path, script, steps, np=1):
+def run_example(tmp_path, script, steps, np=1, example="lj-mixture"):
     """Run an example in place (it refers to ../../models), logging into tmp_path."""
     cmd = [str(BIN / "lmp"), "-in", script, "-var", "steps", str(steps), "-log", str(tmp_path / "log"), "-nocite"]
     if np > 1:
         cmd = [str(BIN / "mpirun"), "-np", str(np)] + cmd
     env = lmp_env()
     env.pop("LAMMPS_PLUGIN_PATH", None)  # the launcher finds the installed plugin by its entry point
-    result = subprocess.run(cmd, cwd=EXAMPLE, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(cmd, cwd=EXAMPLES / example, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     lines = (tmp_path / "log").read_text().splitlines()
     head = next(k for k, line in enumerate(lines) if line.split()[:1] == ["Step"])
@@ -29,8 +29,9 @@ def run_example(tmp_path, script, steps, np=1):
 
 
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="the plugin needs building")
-@pytest.mark.parametrize("script", ["in.nve", "in.langevin"])
-def test_example_runs_and_converges(tmp_path, script):
-    rows = run_example(tmp_path, script, steps=2)
+@pytest.mark.parametrize("example, script", [("lj-mixture", "in.nve"), ("lj-mixture", "in.langevin"),
+                                             ("cuni", "in.nve"), ("cuni", "in.langevin")])
+def test_example_runs_and_converges(tmp_path, example, script):
+    rows = run_example(tmp_path, script, steps=2, example=example)
     assert rows[-1]["Step"] == 2
     assert 1 <= rows[-1]["f_int[1]"] <= 10 and rows[-1]["f_int[2]"] <= 1e-5

@@ -34,14 +34,20 @@ class RunResult:
     mean_evaluations: float | None = None
 
 
+LAMMPS_TIME_PER_FS = {"metal": 1e-3, "real": 1.0}  # LAMMPS time units per fs
+
+
 def lammps_input(data_file: Path, dt_fs: float, steps: int, dump_every: int, integrator: list[str],
-                 interactions: list[str], dump: Path, thermo_extra: tuple[str, ...] = ()) -> str:
-    """A metal-units input that reads DATA, integrates and dumps unwrapped positions and velocities."""
+                 interactions: list[str], dump: Path, thermo_extra: tuple[str, ...] = (), units: str = "metal",
+                 atom_style: str = "atomic", setup: tuple[str, ...] = ()) -> str:
+    """An input that reads DATA, integrates and dumps unwrapped positions and velocities."""
+    if units not in LAMMPS_TIME_PER_FS:
+        raise ValueError(f"units {units!r}: the runs support {sorted(LAMMPS_TIME_PER_FS)}")
     return "\n".join([
-        "units metal", "atom_style atomic", "boundary p p p", f"read_data {data_file}",
-        *interactions,
+        f"units {units}", f"atom_style {atom_style}", "boundary p p p", f"read_data {data_file}",
+        *setup, *interactions,
         "neigh_modify every 1 delay 0 check yes",
-        f"timestep {dt_fs / 1000:.10g}",
+        f"timestep {dt_fs * LAMMPS_TIME_PER_FS[units]:.10g}",
         *integrator,
         f"dump frames all custom {dump_every} {dump} id type xu yu zu vx vy vz",
         "dump_modify frames sort id format float %.12g",
@@ -100,14 +106,14 @@ def _mean_thermo_column(log: str, name: str) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def run_ase_action(label: str, workdir: Path, atoms, model: Path, steps: int) -> RunResult:
-    """ActionVerlet at the model's stride, saving every step to an ASE trajectory."""
+def run_ase_action(label: str, workdir: Path, atoms, model: Path, steps: int, **options) -> RunResult:
+    """ActionVerlet at the model's stride (options: mode, guess, method, ...), saving every step."""
     from ase.io import Trajectory
 
     from ..ase import ActionVerlet
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "ase-action.traj"
-    dynamics = ActionVerlet(atoms, str(model))
+    dynamics = ActionVerlet(atoms, str(model), **options)
     stride_fs = dynamics.dt / _ase_fs()
     with Trajectory(str(path), "w", atoms) as trajectory:
         dynamics.attach(trajectory.write, interval=1)

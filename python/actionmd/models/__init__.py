@@ -42,7 +42,9 @@ def build_learned_model(species, stride, cutoff, *, masses=None, features=32, la
                     interaction_range=float(interaction_range), dtype=dtype, has_predictor=predictor,
                     time_reversible=True, description="learned action (invariant message passing)",
                     architecture={"name": "actionmd.models.ActionNet", **hyper,
-                                  **({"predictor_layers": predictor_layers} if predictor else {}),
+                                  # recorded only when it differs, so older runs' checkpoints still resume
+                                  **({"predictor_layers": predictor_layers}
+                                     if predictor and predictor_layers != layers else {}),
                                   "energy_scale": energy_scale,
                                   "momentum_scale": momentum_scale, "length_scale": length_scale,
                                   "velocity_scale": velocity_scale})

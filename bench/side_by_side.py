@@ -1,0 +1,184 @@
+"""Side by side on one built-in system, from one thermalised state of a reference dataset:
+
+    python bench/side_by_side.py SYSTEM MODEL DATA.h5 [--segment -1] [--time-ps 100] [--out DIR]
+
+  1. LAMMPS velocity Verlet at the dataset's reference dt (the truth) and at the model's stride;
+  2. the model's direct predictor alone (ASE, mode="predictor");
+  3. the action map (ASE ActionVerlet) with the predictor's guess and with a free-flight guess;
+  4. optionally the action map in LAMMPS (`fix actionmd`, --ranks N; atomic systems only).
+All runs are evaluated alike against (1) with actionmd.evaluation (energy under the reference potential,
+temperatures per species, RDF, diffusion), with wall time per simulated ps and solver iterations.
+Writes DIR/report.md, DIR/results.json and DIR/summary.json (the table of BENCHMARKS.md).
+"""
+import argparse
+import json
+import os
+import platform
+import time
+import warnings
+from pathlib import Path
+
+import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps, FACTS.md)
+import numpy as np
+from ase import Atoms
+
+from actionmd.data import load_dataset
+from actionmd.data.config import element_mass
+from actionmd.demo.pipeline import speed_table
+from actionmd.demo.runs import lammps_input, run_ase_action, run_lammps
+from actionmd.evaluation import evaluate, read_trajectory, text_table, to_jsonable, write_report
+from actionmd.evaluation.energy import CHARGED_STYLES, MOLECULAR_STYLES, _data_file, _type_charges, _types
+from actionmd.evaluation.molecules import water_molecules
+from actionmd.evaluation.trajectory import Trajectory
+from actionmd.model_file import read_metadata
+from actionmd.units import momenta_model_to_ase
+
+VELOCITY_PER_A_FS = {"metal": 1000.0, "real": 1.0}  # LAMMPS velocity units per Å/fs
+
+
+def start_state(data_path: Path, segment: int):
+    """The last frame of one segment of the dataset: thermalised, and (held-out data) unseen in training."""
+    dataset = load_dataset(data_path)
+    s = dataset.segments[segment]
+    return s, dict(numbers=s.atomic_numbers, masses=s.masses, positions=s.positions[-1], momenta=s.momenta[-1],
+                   cell=s.cell, dt_fs=s.frame_interval_fs)
+
+
+def write_data_file(path: Path, cfg: dict, state: dict) -> None:
+    """A LAMMPS data file of the state (with water's bonds and angles), velocities included."""
+    velocities = state["momenta"] / state["masses"][:, None]
+    traj = Trajectory(numbers=state["numbers"], masses=state["masses"], positions=state["positions"][None],
+                      cells=np.asarray(state["cell"])[None], interval_fs=1.0, velocities=velocities[None])
+    from ase.calculators.lammps import Prism
+    prism = Prism(np.asarray(state["cell"]))
+    types = _types(traj, cfg)
+    with __import__("tempfile").TemporaryDirectory() as work:
+        charges = _type_charges(cfg, work) if cfg["atom_style"] in CHARGED_STYLES else None
+    molecules = (water_molecules(traj.numbers, traj.positions[0], traj.cells[0])
+                 if cfg["atom_style"] in MOLECULAR_STYLES else None)
+    text = _data_file(traj, cfg, types, charges, molecules, prism, prism.is_skewed())
+    v = prism.vector_to_lammps(velocities) * VELOCITY_PER_A_FS[cfg["units"]]
+    rows = "\n".join(f"{k + 1} {x:.17g} {y:.17g} {z:.17g}" for k, (x, y, z) in enumerate(v))
+    path.write_text(text + "\nVelocities\n\n" + rows + "\n")
+
+
+def main(argv=None):
+    from actionmd.data import load_config
+    from actionmd.demo.pipeline import reference_potential
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("system")
+    parser.add_argument("model", type=Path)
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--segment", type=int, default=-1)
+    parser.add_argument("--time-ps", type=float, default=100.0)
+    parser.add_argument("--ranks", type=int, default=0, help="also run fix actionmd on N MPI ranks (0: no)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["predictor", "free-flight"],
+                        help="runs to leave out (to save time)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    cfg = load_config(args.system)
+    segment, state = start_state(args.data, args.segment)
+    meta = read_metadata(args.model)
+    stride, dt = meta.stride, state["dt_fs"]
+    every = int(round(stride / dt))
+    long_steps = int(round(args.time_ps * 1000 / stride))
+    work = args.out / "runs"
+    work.mkdir(parents=True, exist_ok=True)
+    data_file = (work / "start.data").resolve()
+    write_data_file(data_file, cfg, state)
+    setup = tuple(f"mass {k} {element_mass(cfg, e)!r}" for k, e in enumerate(cfg["elements"], start=1)) + (
+        f"variable potentials_dir string {__import__('actionmd.data.lammps_run', fromlist=['x']).potentials_dir()}",)
+    reference = reference_potential(args.system)
+    common = dict(units=cfg["units"], atom_style=cfg["atom_style"], setup=setup)
+    dump = Path("frames.dump")
+    atoms = Atoms(numbers=state["numbers"], positions=state["positions"], cell=state["cell"], pbc=True,
+                  masses=state["masses"])
+    atoms.set_momenta(momenta_model_to_ase(state["momenta"]))
+    condition = {"temperature_K": segment.temperature_K, "composition": segment.composition}
+    print(f"{args.system}: {len(atoms)} atoms, {condition}, model stride {stride:g} fs = {stride / dt:g} x {dt:g} fs, "
+          f"{args.time_ps:g} ps per run")
+
+    runs, failures = [], {}
+
+    def attempt(make):
+        try:
+            runs.append(make())
+        except Exception as err:  # a blow-up or a solver failure is a result here
+            label = getattr(err, "label", None) or make.__doc__
+            failures[label] = f"{type(err).__name__}: {str(err).splitlines()[-1][:160]}"
+
+    ref_label = f"velocity Verlet {dt:g} fs (LAMMPS)"
+    runs.append(run_lammps(ref_label, work / "vv-reference",
+                           lammps_input(data_file, dt, long_steps * every, every, ["fix int all nve"], reference, dump,
+                                        **common), long_steps * every, dt, every))
+
+    def vv_stride():
+        """velocity Verlet at the stride (LAMMPS)"""
+        return run_lammps(f"velocity Verlet {stride:g} fs (LAMMPS)", work / "vv-stride",
+                          lammps_input(data_file, stride, long_steps, 1, ["fix int all nve"], reference, dump,
+                                       **common), long_steps, stride, 1)
+
+    def ase(label, folder, **options):
+        def make():
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return run_ase_action(label, work / folder, atoms.copy(), args.model, long_steps, **options)
+        make.__doc__ = label
+        return make
+
+    attempt(vv_stride)
+    if "predictor" not in args.skip:
+        attempt(ase(f"predictor alone {stride:g} fs (ASE)", "predictor", mode="predictor"))
+    attempt(ase(f"action map {stride:g} fs, predictor guess (ASE)", "action", guess="predictor"))
+    if "free-flight" not in args.skip:
+        attempt(ase(f"action map {stride:g} fs, free-flight guess (ASE)", "action-free-flight", guess="free_flight"))
+    if args.ranks:
+        def fix():
+            """action map (LAMMPS fix actionmd)"""
+            return run_lammps(f"action map {stride:g} fs (LAMMPS fix actionmd, {args.ranks} ranks)", work / "fix",
+                              lammps_input(data_file, stride, long_steps, 1,
+                                           [f"fix int all actionmd {args.model.resolve()} types {' '.join(cfg['elements'])}"],
+                                           [f"pair_style zero {meta.cutoff:g}", "pair_coeff * *",
+                                            f"comm_modify cutoff {meta.interaction_range + 4:g}"], dump,
+                                           thermo_extra=("f_int[1]", "f_int[3]"), **common),
+                              long_steps, stride, 1, ranks=args.ranks)
+        attempt(fix)
+
+    trajectories = {}
+    for r in runs:
+        try:
+            trajectories[r.label] = read_trajectory(r.frames, interval_fs=r.frame_interval_fs, types=cfg["elements"],
+                                                    units=cfg["units"])
+        except Exception as err:
+            failures[r.label] = f"unreadable frames: {err}"
+    results = evaluate(trajectories, reference=ref_label, system=args.system)
+    paths = write_report(results, args.out)
+    speed = speed_table([r for r in runs if r.label in trajectories], failures)
+    paths[0].write_text(paths[0].read_text() + "\n## Speed\n\n" + speed + "\n")
+    summary = {"system": args.system, "model": str(args.model), "data": str(args.data), "condition": condition,
+               "n_atoms": len(atoms), "stride_fs": stride, "reference_dt_fs": dt, "time_ps": args.time_ps,
+               "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                           "load_average": os.getloadavg()},
+               "runs": {r.label: {"wall_s_per_ps": r.wall_seconds / r.simulated_ps, "ranks": r.ranks,
+                                  "mean_iterations": r.mean_iterations, "mean_evaluations": r.mean_evaluations,
+                                  **_metrics(results["runs"].get(r.label))} for r in runs},
+               "failures": failures}
+    (args.out / "summary.json").write_text(json.dumps(to_jsonable(summary), indent=1))
+    print("\n" + text_table(results) + "\n\n" + speed + f"\n\nreport: {paths[0]}")
+
+
+def _metrics(run):
+    if run is None:
+        return {}
+    energy, t = run["energy"] or {}, run["temperature"]["per_species"]
+    versus = run.get("vs_reference") or {}
+    return {"drift_meV_per_atom_ps": energy.get("drift_meV_per_atom_ps"),
+            "fluctuation_meV_per_atom": energy.get("fluctuation_meV_per_atom"),
+            "temperature_K": {sp: v["mean_K"] for sp, v in t.items()},
+            "rdf_l1_max": run["goals"]["rdf_l1"]["value"], "diffusion_error_max": run["goals"]["diffusion"]["value"],
+            "diffusion_relative": versus.get("diffusion_relative"), "goals": {k: g["met"] for k, g in run["goals"].items()}}
+
+
+if __name__ == "__main__":
+    main()
