@@ -5,7 +5,9 @@
   1. LAMMPS velocity Verlet at the dataset's reference dt (the truth) and at the model's stride;
   2. the model's direct predictor alone (ASE, mode="predictor");
   3. the action map (ASE ActionVerlet) with the predictor's guess and with a free-flight guess;
-  4. optionally the action map in LAMMPS (`fix actionmd`, --ranks N; atomic systems only).
+  4. optionally the action map in LAMMPS (`fix actionmd`, --ranks N; atomic systems only);
+  5. for speed only: velocity Verlet at the reference dt with the action network's own potential term, an
+     ML potential of the same backbone and size (one gradient per reference step).
 All runs are evaluated alike against (1) with actionmd.evaluation (energy under the reference potential,
 temperatures per species, RDF, diffusion), with wall time per simulated ps and solver iterations.
 Writes DIR/report.md, DIR/results.json and DIR/summary.json (the table of BENCHMARKS.md).
@@ -25,7 +27,7 @@ from ase import Atoms
 from actionmd.data import load_dataset
 from actionmd.data.config import element_mass
 from actionmd.demo.pipeline import speed_table
-from actionmd.demo.runs import lammps_input, run_ase_action, run_lammps
+from actionmd.demo.runs import RunResult, lammps_input, run_ase_action, run_lammps
 from actionmd.evaluation import evaluate, read_trajectory, text_table, to_jsonable, write_report
 from actionmd.evaluation.energy import CHARGED_STYLES, MOLECULAR_STYLES, _data_file, _type_charges, _types
 from actionmd.evaluation.molecules import water_molecules
@@ -62,6 +64,25 @@ def write_data_file(path: Path, cfg: dict, state: dict) -> None:
     path.write_text(text + "\nVelocities\n\n" + rows + "\n")
 
 
+class EnergyRescaling:
+    """FlashMD-style fix-up of a direct predictor: after each step, scale the momenta so that the total
+    energy under the reference potential stays at its initial value (one potential evaluation per step)."""
+
+    def __init__(self, cfg: dict, potential: list[str], start: Atoms):
+        from ase.calculators.lammpslib import LAMMPSlib
+        self.probe = start.copy()
+        self.probe.calc = LAMMPSlib(lmpcmds=potential, atom_types={e: k + 1 for k, e in enumerate(cfg["elements"])},
+                                    log_file=None, keep_alive=True)
+        self.total = self.probe.get_potential_energy() + start.get_kinetic_energy()
+
+    def __call__(self, atoms: Atoms) -> None:
+        self.probe.positions = atoms.positions
+        kinetic_target = self.total - self.probe.get_potential_energy()
+        kinetic = atoms.get_kinetic_energy()
+        if kinetic_target > 0 and kinetic > 0:
+            atoms.set_momenta(atoms.get_momenta() * np.sqrt(kinetic_target / kinetic))
+
+
 def main(argv=None):
     from actionmd.data import load_config
     from actionmd.demo.pipeline import reference_potential
@@ -74,6 +95,9 @@ def main(argv=None):
     parser.add_argument("--ranks", type=int, default=0, help="also run fix actionmd on N MPI ranks (0: no)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["predictor", "free-flight"],
                         help="runs to leave out (to save time)")
+    parser.add_argument("--same-backbone-steps", type=int, default=200,
+                        help="time this many velocity-Verlet steps at the reference dt with the model's own "
+                             "potential term (an ML potential of the same backbone; speed only; 0: skip)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
@@ -130,6 +154,9 @@ def main(argv=None):
     attempt(vv_stride)
     if "predictor" not in args.skip:
         attempt(ase(f"predictor alone {stride:g} fs (ASE)", "predictor", mode="predictor"))
+        if cfg["units"] == "metal":  # ASE's LAMMPSlib speaks metal units
+            attempt(ase(f"predictor + energy rescaling {stride:g} fs (ASE)", "predictor-rescaled",
+                        mode="predictor", after_step=EnergyRescaling(cfg, reference, atoms)))
     attempt(ase(f"action map {stride:g} fs, predictor guess (ASE)", "action", guess="predictor"))
     if "free-flight" not in args.skip:
         attempt(ase(f"action map {stride:g} fs, free-flight guess (ASE)", "action-free-flight", guess="free_flight"))
@@ -145,8 +172,13 @@ def main(argv=None):
                               long_steps, stride, 1, ranks=args.ranks)
         attempt(fix)
 
+    if args.same_backbone_steps:
+        attempt(lambda: same_backbone_speed(args.model, atoms.copy(), dt, args.same_backbone_steps))
+
     trajectories = {}
     for r in runs:
+        if r.frames is None:
+            continue  # a speed-only run
         try:
             trajectories[r.label] = read_trajectory(r.frames, interval_fs=r.frame_interval_fs, types=cfg["elements"],
                                                     units=cfg["units"])
@@ -154,18 +186,39 @@ def main(argv=None):
             failures[r.label] = f"unreadable frames: {err}"
     results = evaluate(trajectories, reference=ref_label, system=args.system)
     paths = write_report(results, args.out)
-    speed = speed_table([r for r in runs if r.label in trajectories], failures)
+    backbone = next((r for r in runs if r.frames is None), None)
+    speed = speed_table([r for r in runs if r.label in trajectories or r.frames is None], failures, backbone)
     paths[0].write_text(paths[0].read_text() + "\n## Speed\n\n" + speed + "\n")
     summary = {"system": args.system, "model": str(args.model), "data": str(args.data), "condition": condition,
                "n_atoms": len(atoms), "stride_fs": stride, "reference_dt_fs": dt, "time_ps": args.time_ps,
                "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                            "load_average": os.getloadavg()},
                "runs": {r.label: {"wall_s_per_ps": r.wall_seconds / r.simulated_ps, "ranks": r.ranks,
+                                  "speedup_vs_reference": runs[0].wall_seconds / runs[0].simulated_ps
+                                  / (r.wall_seconds / r.simulated_ps),
+                                  "speedup_vs_same_backbone": None if backbone is None else
+                                  (backbone.wall_seconds / backbone.simulated_ps) / (r.wall_seconds / r.simulated_ps),
                                   "mean_iterations": r.mean_iterations, "mean_evaluations": r.mean_evaluations,
                                   **_metrics(results["runs"].get(r.label))} for r in runs},
                "failures": failures}
     (args.out / "summary.json").write_text(json.dumps(to_jsonable(summary), indent=1))
     print("\n" + text_table(results) + "\n\n" + speed + f"\n\nreport: {paths[0]}")
+
+
+def same_backbone_speed(model: Path, atoms: Atoms, dt_fs: float, steps: int) -> RunResult:
+    """Wall time per ps of velocity Verlet at dt with the action network's potential term as an ML
+    potential: the same backbone and size, one gradient per reference step (FlashMD's comparison)."""
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+
+    from actionmd.reference import PotentialCalculator
+    atoms.calc = PotentialCalculator(str(model))
+    dynamics = VelocityVerlet(atoms, dt_fs * units.fs)
+    dynamics.run(5)  # warm-up: neighbour list, TorchScript optimisation
+    start = time.perf_counter()
+    dynamics.run(steps)
+    return RunResult("same-backbone ML potential, velocity Verlet (speed only)", None, dt_fs,
+                     time.perf_counter() - start, steps * dt_fs / 1000, 1, None, 1.0)
 
 
 def _metrics(run):

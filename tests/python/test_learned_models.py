@@ -136,3 +136,25 @@ def test_interaction_range_bounds_what_an_atom_sees(system, predictor_layers, ex
         moved[shell] += 0.3 * np.random.default_rng(2).standard_normal((shell.sum(), 3))
         differences = [float((a - b).detach().abs().max()) for a, b in zip(atom0(moved), reference)]
         assert (max(differences) > 1e-9) == changes, (shell.sum(), differences)
+
+
+def test_learned_potential_term_as_an_ase_calculator(tmp_path, system):
+    """The action network's V as an ML potential (the same-backbone speed baseline): energy in eV equals
+    the per-atom V summed and converted, and forces are its exact negative gradient."""
+    from actionmd.reference import PotentialCalculator
+    from actionmd.units import EV
+    module, meta = randomised()
+    export_model(module, tmp_path / "m.pt", meta)
+    atoms = system.copy()
+    atoms.calc = PotentialCalculator(str(tmp_path / "m.pt"))
+    q, _, types, edges, shifts = inputs(atoms)
+    expected = float(module.action.potential_energy_per_atom(q, types, edges, shifts).sum()) / EV
+    assert atoms.get_potential_energy() == pytest.approx(expected, rel=1e-12) and abs(expected) > 1e-6
+    forces, h = atoms.get_forces(), 1e-5
+    for atom, axis in [(0, 0), (3, 2)]:
+        displaced = [atoms.copy() for _ in range(2)]
+        for sign, a in zip((1, -1), displaced):
+            a.positions[atom, axis] += sign * h
+            a.calc = PotentialCalculator(str(tmp_path / "m.pt"))
+        slope = (displaced[0].get_potential_energy() - displaced[1].get_potential_energy()) / (2 * h)
+        assert forces[atom, axis] == pytest.approx(-slope, rel=1e-6, abs=1e-9)

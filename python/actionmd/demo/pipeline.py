@@ -104,15 +104,20 @@ def run_demo(model: Path, data_file: Path, system: str, time_ps: float, referenc
     return paths[0]
 
 
-def speed_table(runs: list[RunResult], failures: dict[str, str]) -> str:
-    """Wall time per simulated ps, its ratio to the truth (the first run), iterations and evaluations."""
+def speed_table(runs: list[RunResult], failures: dict[str, str], versus: RunResult | None = None) -> str:
+    """Wall time per simulated ps, its ratio to the truth (the first run) and optionally to ``versus`` (e.g.
+    the same-backbone ML potential), iterations and model evaluations per step."""
     truth = runs[0].wall_seconds / runs[0].simulated_ps
-    lines = ["| run | ranks | wall s / simulated ps | speed-up vs truth | iterations / step | model evaluations / step |",
-             "|---|---|---|---|---|---|"]
+    extra = versus.wall_seconds / versus.simulated_ps if versus else None
+    header = ["run", "ranks", "wall s / simulated ps", "speed-up vs truth"] + (
+        ["speed-up vs same-backbone ML potential"] if versus else []) + ["iterations / step", "model evaluations / step"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     fmt = lambda x: "-" if x is None else f"{x:.2f}"
     for r in runs:
         per_ps = r.wall_seconds / r.simulated_ps
-        lines.append(f"| {r.label} | {r.ranks} | {per_ps:.3g} | {truth / per_ps:.2f} | {fmt(r.mean_iterations)} "
-                     f"| {fmt(r.mean_evaluations)} |")
-    lines += [f"| {label} | | failed: {why} | | | |" for label, why in failures.items()]
+        cells = [r.label, str(r.ranks), f"{per_ps:.3g}", f"{truth / per_ps:.2f}"] + (
+            [f"{extra / per_ps:.2f}"] if versus else []) + [fmt(r.mean_iterations), fmt(r.mean_evaluations)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join([label, "", f"failed: {why}"] + [""] * (len(header) - 3)) + " |"
+              for label, why in failures.items()]
     return "\n".join(lines)

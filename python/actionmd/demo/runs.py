@@ -106,8 +106,10 @@ def _mean_thermo_column(log: str, name: str) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def run_ase_action(label: str, workdir: Path, atoms, model: Path, steps: int, **options) -> RunResult:
-    """ActionVerlet at the model's stride (options: mode, guess, method, ...), saving every step."""
+def run_ase_action(label: str, workdir: Path, atoms, model: Path, steps: int, after_step=None,
+                   **options) -> RunResult:
+    """ActionVerlet at the model's stride (options: mode, guess, method, ...), saving every step.
+    ``after_step(atoms)``, if given, acts on each new state before it is saved (e.g. energy rescaling)."""
     from ase.io import Trajectory
 
     from ..ase import ActionVerlet
@@ -116,6 +118,8 @@ def run_ase_action(label: str, workdir: Path, atoms, model: Path, steps: int, **
     dynamics = ActionVerlet(atoms, str(model), **options)
     stride_fs = dynamics.dt / _ase_fs()
     with Trajectory(str(path), "w", atoms) as trajectory:
+        if after_step is not None:
+            dynamics.attach(after_step, interval=1, atoms=atoms)
         dynamics.attach(trajectory.write, interval=1)
         start = time.perf_counter()
         for _ in tqdm(dynamics.irun(steps), total=steps + 1, desc=f"{label:<34}", unit="step", leave=False,
