@@ -28,7 +28,7 @@ constexpr double DT_RTOL = 1.0e-9;      // relative timestep/stride mismatch tol
 
 FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), mode(MODE_ACTION), tol(-1.0), maxiter(50), krylov_max(40),
-    krylov_rtol(1.0e-6), onfail_warn(false), skin(1.0), langevin(false), t_start(0.0),
+    krylov_rtol(1.0e-6), onfail_warn(false), skin(1.0), pair_forces(false), langevin(false), t_start(0.0),
     t_stop(0.0), damp(0.0), seed(0), langevin_zero(true), fs_per_time(1.0), vel_to_model(1.0), stride(0.0),
     natoms_alloc(0), comm_mode(COMM_X), last_iter(0.0), last_residual(0.0), last_evals(0.0),
     last_rebuilds(0.0)
@@ -134,6 +134,10 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
         error->all(FLERR, "fix actionmd: langevin damp must be > 0 (time units), got {}", damp);
       if (seed <= 0) error->all(FLERR, "fix actionmd: langevin seed must be > 0, got {}", seed);
       iarg += 5;
+    } else if (kw == "pair_forces") {
+      need(iarg, 1, "pair_forces");
+      pair_forces = utils::logical(FLERR, arg[iarg + 1], false, lmp) == 1;
+      iarg += 2;
     } else if (kw == "zero") {
       need(iarg, 1, "zero");
       langevin_zero = utils::logical(FLERR, arg[iarg + 1], false, lmp) == 1;
@@ -141,7 +145,7 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
     } else {
       error->all(FLERR,
                  "fix actionmd: unknown keyword '{}' (known: types, tol, maxiter, mode, device, "
-                 "onfail, skin, langevin, zero)",
+                 "onfail, skin, langevin, zero, pair_forces)",
                  kw);
     }
   }
@@ -191,7 +195,7 @@ FixActionMD::~FixActionMD() = default;
 
 int FixActionMD::setmask()
 {
-  return INITIAL_INTEGRATE;
+  return INITIAL_INTEGRATE | FINAL_INTEGRATE;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -229,25 +233,39 @@ void FixActionMD::init()
   if (utils::strmatch(update->integrate_style, "^respa"))
     error->all(FLERR, "fix actionmd cannot be used with run_style respa");
 
-  if (force->pair_style && strcmp(force->pair_style, "zero") != 0 &&
-      strcmp(force->pair_style, "none") != 0)
-    error->all(FLERR,
-               "fix actionmd: pair_style {} is defined, but fix actionmd moves the atoms with the "
-               "learned action alone and would silently ignore those forces; use 'pair_style zero "
-               "RC' (RC = a cutoff for the neighbour list) together with 'comm_modify cutoff'",
-               force->pair_style);
-
-  // Forces from bonded terms, kspace or other fixes would be silently dropped: the map moves the atoms
-  // with the learned action alone (half kicks from other forces are not implemented yet).
-  if (force->bond || force->angle || force->dihedral || force->improper || force->kspace)
-    error->all(FLERR, "fix actionmd: bonded or kspace styles are defined, but fix actionmd moves the atoms "
-                      "with the learned action alone and would silently ignore those forces; remove them "
-                      "(the model must include these interactions)");
-  for (int i = 0; i < modify->nfix; ++i)
-    if (modify->fix[i] != this && (modify->fmask[i] & POST_FORCE))
-      error->all(FLERR, "fix actionmd: fix {} (style {}) adds forces, which fix actionmd does not apply yet "
-                        "and would silently ignore; remove it (the 'langevin' keyword of fix actionmd "
-                        "replaces fix langevin)", modify->fix[i]->id, modify->fix[i]->style);
+  // Forces in f (other fixes, and pair/bonded/kspace styles if allowed) are applied as half
+  // kicks around the map. The learned action already describes the interactions, so a real
+  // pair style (or bonded/kspace style) would count them twice: an error unless pair_forces yes.
+  if (!pair_forces) {
+    if (force->pair_style && strcmp(force->pair_style, "zero") != 0 &&
+        strcmp(force->pair_style, "none") != 0)
+      error->all(FLERR,
+                 "fix {} (actionmd): pair_style {} is defined, but fix actionmd applies all forces "
+                 "in f as half kicks around the learned action, which already describes the "
+                 "interactions, so they would be counted twice; use 'pair_style zero RC' (RC = a "
+                 "cutoff for the neighbour list) together with 'comm_modify cutoff', or add "
+                 "'pair_forces yes' to fix {} if the pair style describes something the model "
+                 "does not",
+                 id, force->pair_style, id);
+    if (force->bond || force->angle || force->dihedral || force->improper || force->kspace)
+      error->all(FLERR,
+                 "fix {} (actionmd): bonded or kspace styles are defined, but fix actionmd applies "
+                 "all forces in f as half kicks around the learned action, which already describes "
+                 "the interactions, so they would be counted twice; remove them, or add "
+                 "'pair_forces yes' to fix {} if they describe something the model does not",
+                 id, id);
+  }
+  // fix actionmd is the time integrator of all atoms: a second one would move them twice
+  // (LAMMPS itself only warns).
+  for (int i = 0; i < modify->nfix; ++i) {
+    Fix *other = modify->fix[i];
+    if (other != this && other->time_integrate)
+      error->all(FLERR,
+                 "fix {} (actionmd) is the time integrator of all atoms, but fix {} (style {}) "
+                 "integrates atoms too, so they would be moved twice per step; remove fix {} "
+                 "(use the 'langevin' keyword of fix actionmd or fix langevin for a thermostat)",
+                 id, other->id, other->style, other->id);
+  }
 
   if (neighbor->every != 1 || neighbor->delay != 0)
     error->all(FLERR, "fix actionmd needs 'neigh_modify every 1 delay 0 check yes' so that the "
@@ -704,8 +722,37 @@ void FixActionMD::langevin_half_step(int half)
     for (int k = 0; k < 3; ++k) v[i][k] = c * v[i][k] + kick[3 * i + k] - shift[k];
 }
 
+// Half kick from the forces in f (other fixes; pair/bonded/kspace styles with pair_forces yes),
+// as in fix nve: v += dt/2 * ftm2v * f/m. With zero forces this adds zeros (no change).
+void FixActionMD::half_kick()
+{
+  const double dtf = 0.5 * update->dt * force->ftm2v;
+  double **v = atom->v;
+  double **f = atom->f;
+  const int nlocal = atom->nlocal;
+  if (atom->rmass) {
+    const double *rmass = atom->rmass;
+    for (int i = 0; i < nlocal; ++i) {
+      const double dtfm = dtf / rmass[i];
+      for (int k = 0; k < 3; ++k) v[i][k] += dtfm * f[i][k];
+    }
+  } else {
+    const double *mass = atom->mass;
+    const int *type = atom->type;
+    for (int i = 0; i < nlocal; ++i) {
+      const double dtfm = dtf / mass[type[i]];
+      for (int k = 0; k < 3; ++k) v[i][k] += dtfm * f[i][k];
+    }
+  }
+}
+
+// One step (Strang splitting, like velocity Verlet around the map):
+//   initial_integrate: half kick with f(q) [forces of the previous step, or of setup()],
+//                      [Langevin O half step], action map, [Langevin O half step]
+//   final_integrate:   half kick with f(q') (computed by LAMMPS after initial_integrate)
 void FixActionMD::initial_integrate(int)
 {
+  half_kick();
   if (langevin) langevin_half_step(0);
   double **x = atom->x;
   double **v = atom->v;
@@ -837,4 +884,9 @@ void FixActionMD::initial_integrate(int)
       v[i][k] = (p[3 * i + k] + dp[3 * i + k]) * minv[i] / vel_to_model;
     }
   if (langevin) langevin_half_step(1);
+}
+
+void FixActionMD::final_integrate()
+{
+  half_kick();
 }
