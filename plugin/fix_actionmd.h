@@ -31,6 +31,7 @@ class FixActionMD : public Fix {
   void setup(int) override;
   void initial_integrate(int) override;
   void final_integrate() override;
+  void post_run() override;
   void reset_dt() override;
   double compute_vector(int) override;
 
@@ -74,6 +75,12 @@ class FixActionMD : public Fix {
 
   // statistics for compute_vector
   double last_iter, last_residual, last_evals, last_rebuilds;
+
+  // wall-clock seconds spent in the fix since the run started, on this rank (MPI_Wtime)
+  enum { T_TOTAL, T_MODEL, T_COMM, T_EDGES, T_NTIMERS };
+  double timers[T_NTIMERS];
+  double run_iter, run_evals;    // Newton iterations and action evaluations in this run
+  bigint run_steps;              // steps taken in this run
 
   void half_kick();    // v += dt/2 * f/m: forces in f from other fixes (Strang splitting)
 

@@ -1,5 +1,6 @@
 """fix actionmd with forces from other sources (fix addforce, walls, fix langevin, a pair style
-with pair_forces yes): half kicks of dt/2 f/m before and after the map (Strang splitting)."""
+with pair_forces yes): half kicks of dt/2 f/m before and after the map (Strang splitting), and
+the per-run timing breakdown of the fix."""
 import numpy as np
 import pytest
 
@@ -177,3 +178,22 @@ run 2500
     hot = 1.0 / (1.0 - 0.5 * h / (damp * 1000.0))
     assert abs(pe / (expected * hot) - 1) < 5 * sigma, (pe / expected, hot, 5 * sigma)
 
+
+def test_timing_breakdown(run_lmp, model_dir):
+    """The fix prints a timing summary at the end of each run and exposes the cumulative seconds of
+    the run as f_ID[5] (total) .. f_ID[9] (model, communication, edge list, rest of the solver)."""
+    argon_data(run_lmp.dir / "ar.data")
+    script = lj_script(model_dir / "lj.pt", steps=10, procs="processors 2 1 1").replace(
+        "f_int[1] f_int[2] f_int[3] f_int[4]", "f_int[1] f_int[5] f_int[6] f_int[7] f_int[8] f_int[9]")
+    r = run_lmp(script + "run 10\n", np=2)
+    assert r.returncode == 0, r.output[-3000:]
+    for section in ("Model", "Comm", "Edges", "Solver"):
+        assert sum(line.startswith(f"  {section} ") for line in r.log.splitlines()) == 2, r.log[-3000:]
+    assert r.log.count("fix int (actionmd) timing: 10 steps") == 2
+    rows = r.thermo()  # of the second run: the timers count from its start
+    assert [row["Step"] for row in rows] == [10, 20]
+    first, last = rows[0], rows[-1]
+    assert first["f_int[5]"] == 0.0
+    parts = [last[f"f_int[{i}]"] for i in (6, 7, 8, 9)]
+    assert last["f_int[5]"] > 0 and all(x >= 0 for x in parts[:3]) and parts[0] > 0
+    assert abs(sum(parts) - last["f_int[5]"]) < 1e-9 * last["f_int[5]"] + 1e-12
