@@ -23,16 +23,29 @@ using namespace FixConst;
 namespace {
 constexpr double MASS_RTOL = 1.0e-6;    // relative mass mismatch tolerated (as ActionMap)
 constexpr double DT_RTOL = 1.0e-9;      // relative timestep/stride mismatch tolerated
+
+// Adds the wall-clock seconds of its lifetime to a timer (MPI_Wtime: cheap, no synchronisation).
+class Timed {
+ public:
+  explicit Timed(double &acc) : acc_(acc), t0_(MPI_Wtime()) {}
+  ~Timed() { acc_ += MPI_Wtime() - t0_; }
+  Timed(const Timed &) = delete;
+  Timed &operator=(const Timed &) = delete;
+
+ private:
+  double &acc_;
+  double t0_;
+};
 }    // namespace
 
 /* ---------------------------------------------------------------------- */
 
 FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
     Fix(lmp, narg, arg), mode(MODE_ACTION), tol(-1.0), maxiter(50), krylov_max(40),
-    krylov_rtol(1.0e-6), onfail_warn(false), skin(1.0), langevin(false), t_start(0.0),
+    krylov_rtol(1.0e-6), onfail_warn(false), skin(1.0), pair_forces(false), langevin(false), t_start(0.0),
     t_stop(0.0), damp(0.0), seed(0), langevin_zero(true), fs_per_time(1.0), vel_to_model(1.0), stride(0.0),
     natoms_alloc(0), comm_mode(COMM_X), last_iter(0.0), last_residual(0.0), last_evals(0.0),
-    last_rebuilds(0.0)
+    last_rebuilds(0.0), timers{0.0, 0.0, 0.0, 0.0}, run_iter(0.0), run_evals(0.0), run_steps(0)
 {
   if (narg < 4)
     error->all(FLERR, "Illegal fix actionmd command: expected 'fix ID all actionmd MODEL types "
@@ -44,7 +57,7 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
 
   time_integrate = 1;
   vector_flag = 1;
-  size_vector = 4;
+  size_vector = 4 + T_NTIMERS + 1;    // statistics of the last step, then timers (see docs)
   global_freq = 1;
   extvector = 0;
   comm_forward = 6;
@@ -135,6 +148,10 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
         error->all(FLERR, "fix actionmd: langevin damp must be > 0 (time units), got {}", damp);
       if (seed <= 0) error->all(FLERR, "fix actionmd: langevin seed must be > 0, got {}", seed);
       iarg += 5;
+    } else if (kw == "pair_forces") {
+      need(iarg, 1, "pair_forces");
+      pair_forces = utils::logical(FLERR, arg[iarg + 1], false, lmp) == 1;
+      iarg += 2;
     } else if (kw == "zero") {
       need(iarg, 1, "zero");
       langevin_zero = utils::logical(FLERR, arg[iarg + 1], false, lmp) == 1;
@@ -142,7 +159,7 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
     } else {
       error->all(FLERR,
                  "fix actionmd: unknown keyword '{}' (known: types, tol, maxiter, mode, device, "
-                 "onfail, skin, langevin, zero)",
+                 "onfail, skin, langevin, zero, pair_forces)",
                  kw);
     }
   }
@@ -192,7 +209,7 @@ FixActionMD::~FixActionMD() = default;
 
 int FixActionMD::setmask()
 {
-  return INITIAL_INTEGRATE;
+  return INITIAL_INTEGRATE | FINAL_INTEGRATE;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -230,25 +247,39 @@ void FixActionMD::init()
   if (utils::strmatch(update->integrate_style, "^respa"))
     error->all(FLERR, "fix actionmd cannot be used with run_style respa");
 
-  if (force->pair_style && strcmp(force->pair_style, "zero") != 0 &&
-      strcmp(force->pair_style, "none") != 0)
-    error->all(FLERR,
-               "fix actionmd: pair_style {} is defined, but fix actionmd moves the atoms with the "
-               "learned action alone and would silently ignore those forces; use 'pair_style zero "
-               "RC' (RC = a cutoff for the neighbour list) together with 'comm_modify cutoff'",
-               force->pair_style);
-
-  // Forces from bonded terms, kspace or other fixes would be silently dropped: the map moves the atoms
-  // with the learned action alone (half kicks from other forces are not implemented yet).
-  if (force->bond || force->angle || force->dihedral || force->improper || force->kspace)
-    error->all(FLERR, "fix actionmd: bonded or kspace styles are defined, but fix actionmd moves the atoms "
-                      "with the learned action alone and would silently ignore those forces; remove them "
-                      "(the model must include these interactions)");
-  for (int i = 0; i < modify->nfix; ++i)
-    if (modify->fix[i] != this && (modify->fmask[i] & POST_FORCE))
-      error->all(FLERR, "fix actionmd: fix {} (style {}) adds forces, which fix actionmd does not apply yet "
-                        "and would silently ignore; remove it (the 'langevin' keyword of fix actionmd "
-                        "replaces fix langevin)", modify->fix[i]->id, modify->fix[i]->style);
+  // Forces in f (other fixes, and pair/bonded/kspace styles if allowed) are applied as half
+  // kicks around the map. The learned action already describes the interactions, so a real
+  // pair style (or bonded/kspace style) would count them twice: an error unless pair_forces yes.
+  if (!pair_forces) {
+    if (force->pair_style && strcmp(force->pair_style, "zero") != 0 &&
+        strcmp(force->pair_style, "none") != 0)
+      error->all(FLERR,
+                 "fix {} (actionmd): pair_style {} is defined, but fix actionmd applies all forces "
+                 "in f as half kicks around the learned action, which already describes the "
+                 "interactions, so they would be counted twice; use 'pair_style zero RC' (RC = a "
+                 "cutoff for the neighbour list) together with 'comm_modify cutoff', or add "
+                 "'pair_forces yes' to fix {} if the pair style describes something the model "
+                 "does not",
+                 id, force->pair_style, id);
+    if (force->bond || force->angle || force->dihedral || force->improper || force->kspace)
+      error->all(FLERR,
+                 "fix {} (actionmd): bonded or kspace styles are defined, but fix actionmd applies "
+                 "all forces in f as half kicks around the learned action, which already describes "
+                 "the interactions, so they would be counted twice; remove them, or add "
+                 "'pair_forces yes' to fix {} if they describe something the model does not",
+                 id, id);
+  }
+  // fix actionmd is the time integrator of all atoms: a second one would move them twice
+  // (LAMMPS itself only warns).
+  for (int i = 0; i < modify->nfix; ++i) {
+    Fix *other = modify->fix[i];
+    if (other != this && other->time_integrate)
+      error->all(FLERR,
+                 "fix {} (actionmd) is the time integrator of all atoms, but fix {} (style {}) "
+                 "integrates atoms too, so they would be moved twice per step; remove fix {} "
+                 "(use the 'langevin' keyword of fix actionmd or fix langevin for a thermostat)",
+                 id, other->id, other->style, other->id);
+  }
 
   if (neighbor->every != 1 || neighbor->delay != 0)
     error->all(FLERR, "fix actionmd needs 'neigh_modify every 1 delay 0 check yes' so that the "
@@ -286,6 +317,10 @@ void FixActionMD::check_ghost_cutoff(double extra, const char *when)
 
 void FixActionMD::setup(int)
 {
+  for (double &t : timers) t = 0.0;    // timers and run statistics count from the start of a run
+  run_iter = run_evals = 0.0;
+  run_steps = 0;
+
   // free-flight estimate of the largest displacement in one stride
   double vmax = 0.0, vmax_all = 0.0;
   for (int i = 0; i < atom->nlocal; ++i)
@@ -336,8 +371,19 @@ double FixActionMD::compute_vector(int n)
     case 1: return last_residual;
     case 2: return last_evals;
     case 3: return last_rebuilds;
-    default: return 0.0;
+    default: break;
   }
+  // 4..8: cumulative seconds of this run, averaged over ranks (collective, like the computes
+  // invoked by thermo): total in the fix, model, communication, edge list, rest of the solver
+  if (n < 4 || n >= size_vector) return 0.0;
+  double local = 0.0, sum = 0.0;
+  const int k = n - 4;
+  if (k < T_NTIMERS)
+    local = timers[k];
+  else
+    local = timers[T_TOTAL] - timers[T_MODEL] - timers[T_COMM] - timers[T_EDGES];
+  MPI_Allreduce(&local, &sum, 1, MPI_DOUBLE, MPI_SUM, world);
+  return sum / comm->nprocs;
 }
 
 /* ----------------------------------------------------------------------
@@ -359,6 +405,7 @@ void FixActionMD::grow(int natoms)
 // small subdomain most of the ghost shell needs no edges of its own: skipping them is exact.
 void FixActionMD::build_edges(int natoms)
 {
+  Timed timed(timers[T_EDGES]);
   const double rc = model->metadata().cutoff + skin;
   const double rc2 = rc * rc;
   const double reach = model->metadata().interaction_range - model->metadata().cutoff + skin;
@@ -442,13 +489,16 @@ void FixActionMD::ensure_edges(int natoms)
 {
   const double lim2 = 0.25 * skin * skin;
   bool rebuild = false;
-  for (int i = 0; i < natoms && !rebuild; ++i) {
-    double d2 = 0.0;
-    for (int k = 0; k < 3; ++k) {
-      double d = q[3 * i + k] + 0.5 * dq[3 * i + k] - qbar_ref[3 * i + k];
-      d2 += d * d;
+  {
+    Timed t(timers[T_EDGES]);
+    for (int i = 0; i < natoms && !rebuild; ++i) {
+      double d2 = 0.0;
+      for (int k = 0; k < 3; ++k) {
+        double d = q[3 * i + k] + 0.5 * dq[3 * i + k] - qbar_ref[3 * i + k];
+        d2 += d * d;
+      }
+      rebuild = d2 > lim2;
     }
-    rebuild = d2 > lim2;
   }
   if (rebuild) {
     for (int i = 0; i < 3 * natoms; ++i) qbar_ref[i] = q[i] + 0.5 * dq[i];
@@ -468,12 +518,14 @@ void FixActionMD::model_error(const std::exception &e, bool all)
 
 void FixActionMD::forward(int which)
 {
+  Timed t(timers[T_COMM]);
   comm_mode = static_cast<decltype(comm_mode)>(which);
   comm->forward_comm(this, which == COMM_P ? 3 : 6);
 }
 
 void FixActionMD::reverse(int which)
 {
+  Timed t(timers[T_COMM]);
   comm_mode = static_cast<decltype(comm_mode)>(which);
   comm->reverse_comm(this, 6);
 }
@@ -548,6 +600,7 @@ double FixActionMD::eval_G(int nlocal, int natoms)
   last_evals += 1.0;
   if (natoms > 0) {
     try {
+      Timed t(timers[T_MODEL]);
       s = model->evaluate(nlocal, qbar.data(), pbar.data(), gq.data(), gp.data());
     } catch (const std::exception &e) {
       model_error(e, false);
@@ -562,6 +615,7 @@ double FixActionMD::residual_norm(int nlocal, const std::vector<double> &r)
   double local = 0.0, global = 0.0;
   for (int i = 0; i < 6 * nlocal; ++i) local = std::max(local, std::fabs(r[i]));
   if (std::isnan(local)) local = HUGE_VAL;
+  Timed t(timers[T_COMM]);
   MPI_Allreduce(&local, &global, 1, MPI_DOUBLE, MPI_MAX, world);
   return global;
 }
@@ -570,6 +624,7 @@ double FixActionMD::dot(const std::vector<double> &a, const std::vector<double> 
 {
   double local = 0.0, global = 0.0;
   for (size_t i = 0; i < a.size(); ++i) local += a[i] * b[i];
+  Timed t(timers[T_COMM]);
   MPI_Allreduce(&local, &global, 1, MPI_DOUBLE, MPI_SUM, world);
   return global;
 }
@@ -588,6 +643,7 @@ void FixActionMD::matvec(int nlocal, int natoms, const std::vector<double> &u,
   forward(COMM_V);
   if (natoms > 0) {
     try {
+      Timed t(timers[T_MODEL]);
       model->hvp(vq.data(), vp.data(), hq.data(), hp.data());
     } catch (const std::exception &e) {
       model_error(e, false);
@@ -713,6 +769,7 @@ void FixActionMD::langevin_half_step(int half)
   }
   double shift[3] = {0.0, 0.0, 0.0};
   if (langevin_zero) {    // kicks with zero net momentum (as fixcm in the Python engine)
+    Timed t(timers[T_COMM]);
     MPI_Allreduce(local, total, 4, MPI_DOUBLE, MPI_SUM, world);
     if (total[3] > 0.0)
       for (int k = 0; k < 3; ++k) shift[k] = total[k] / total[3];
@@ -721,8 +778,38 @@ void FixActionMD::langevin_half_step(int half)
     for (int k = 0; k < 3; ++k) v[i][k] = c * v[i][k] + kick[3 * i + k] - shift[k];
 }
 
+// Half kick from the forces in f (other fixes; pair/bonded/kspace styles with pair_forces yes),
+// as in fix nve: v += dt/2 * ftm2v * f/m. With zero forces this adds zeros (no change).
+void FixActionMD::half_kick()
+{
+  const double dtf = 0.5 * update->dt * force->ftm2v;
+  double **v = atom->v;
+  double **f = atom->f;
+  const int nlocal = atom->nlocal;
+  if (atom->rmass) {
+    const double *rmass = atom->rmass;
+    for (int i = 0; i < nlocal; ++i) {
+      const double dtfm = dtf / rmass[i];
+      for (int k = 0; k < 3; ++k) v[i][k] += dtfm * f[i][k];
+    }
+  } else {
+    const double *mass = atom->mass;
+    const int *type = atom->type;
+    for (int i = 0; i < nlocal; ++i) {
+      const double dtfm = dtf / mass[type[i]];
+      for (int k = 0; k < 3; ++k) v[i][k] += dtfm * f[i][k];
+    }
+  }
+}
+
+// One step (Strang splitting, like velocity Verlet around the map):
+//   initial_integrate: half kick with f(q) [forces of the previous step, or of setup()],
+//                      [Langevin O half step], action map, [Langevin O half step]
+//   final_integrate:   half kick with f(q') (computed by LAMMPS after initial_integrate)
 void FixActionMD::initial_integrate(int)
 {
+  Timed timed_total(timers[T_TOTAL]);
+  half_kick();
   if (langevin) langevin_half_step(0);
   double **x = atom->x;
   double **v = atom->v;
@@ -750,6 +837,7 @@ void FixActionMD::initial_integrate(int)
     build_edges(natoms);
     if (natoms > 0) {
       try {
+        Timed t(timers[T_MODEL]);
         model->predict(q.data(), p.data(), dq.data(), dp.data());
       } catch (const std::exception &e) {
         model_error(e, false);
@@ -845,7 +933,10 @@ void FixActionMD::initial_integrate(int)
   for (int i = 0; i < nlocal; ++i)
     dmax = std::max(dmax, std::sqrt(dq[3 * i] * dq[3 * i] + dq[3 * i + 1] * dq[3 * i + 1] +
                                     dq[3 * i + 2] * dq[3 * i + 2]));
-  MPI_Allreduce(&dmax, &dmax_all, 1, MPI_DOUBLE, MPI_MAX, world);
+  {
+    Timed t(timers[T_COMM]);
+    MPI_Allreduce(&dmax, &dmax_all, 1, MPI_DOUBLE, MPI_MAX, world);
+  }
   check_ghost_cutoff(dmax_all, "for this step");
 
   for (int i = 0; i < nlocal; ++i)
@@ -854,4 +945,42 @@ void FixActionMD::initial_integrate(int)
       v[i][k] = (p[3 * i + k] + dp[3 * i + k]) * minv[i] / vel_to_model;
     }
   if (langevin) langevin_half_step(1);
+  run_steps += 1;
+  run_iter += last_iter;
+  run_evals += last_evals;
+}
+
+void FixActionMD::final_integrate()
+{
+  Timed timed_total(timers[T_TOTAL]);
+  half_kick();
+}
+
+// Timing summary of the run, like LAMMPS's own: seconds averaged over ranks, the slowest
+// rank, and the share of the fix's time. Printed by rank 0 (screen and log).
+void FixActionMD::post_run()
+{
+  double local[T_NTIMERS + 1], sum[T_NTIMERS + 1], mx[T_NTIMERS + 1];
+  for (int k = 0; k < T_NTIMERS; ++k) local[k] = timers[k];
+  local[T_NTIMERS] = timers[T_TOTAL] - timers[T_MODEL] - timers[T_COMM] - timers[T_EDGES];
+  MPI_Allreduce(local, sum, T_NTIMERS + 1, MPI_DOUBLE, MPI_SUM, world);
+  MPI_Allreduce(local, mx, T_NTIMERS + 1, MPI_DOUBLE, MPI_MAX, world);
+  if (comm->me != 0 || run_steps == 0) return;
+  const double nprocs = comm->nprocs;
+  const double total = sum[T_TOTAL] / nprocs;
+  const double pct = total > 0.0 ? 100.0 / total : 0.0;
+  std::string out = fmt::format(
+      "fix {} (actionmd) timing: {} steps, {:.4g} s in the fix = {:.4g} s/step (average of {} "
+      "rank(s)), {:.3g} Newton iterations and {:.3g} action evaluations per step\n"
+      "  Section  |  avg time  |  max time  | %fix\n",
+      id, run_steps, total, total / static_cast<double>(run_steps), comm->nprocs,
+      run_iter / static_cast<double>(run_steps), run_evals / static_cast<double>(run_steps));
+  const char *names[] = {"Model", "Comm", "Edges", "Solver"};
+  const int index[] = {T_MODEL, T_COMM, T_EDGES, T_NTIMERS};
+  for (int s = 0; s < 4; ++s) {
+    const int k = index[s];
+    out += fmt::format("  {:<7}  | {:10.4g} | {:10.4g} | {:5.1f}\n", names[s], sum[k] / nprocs,
+                       mx[k], sum[k] / nprocs * pct);
+  }
+  utils::logmesg(lmp, out);
 }

@@ -30,6 +30,8 @@ class FixActionMD : public Fix {
   void init() override;
   void setup(int) override;
   void initial_integrate(int) override;
+  void final_integrate() override;
+  void post_run() override;
   void reset_dt() override;
   double compute_vector(int) override;
 
@@ -50,6 +52,7 @@ class FixActionMD : public Fix {
   double krylov_rtol;           // GMRES target: max(0.1 tol, krylov_rtol |b|)
   bool onfail_warn;
   double skin;                  // Angstrom, edge-list margin for moving midpoints
+  bool pair_forces;             // allow pair/bonded/kspace styles (their forces become half kicks)
 
   // Langevin thermostat (half O steps before and after the stride), optional
   bool langevin;
@@ -72,6 +75,14 @@ class FixActionMD : public Fix {
 
   // statistics for compute_vector
   double last_iter, last_residual, last_evals, last_rebuilds;
+
+  // wall-clock seconds spent in the fix since the run started, on this rank (MPI_Wtime)
+  enum { T_TOTAL, T_MODEL, T_COMM, T_EDGES, T_NTIMERS };
+  double timers[T_NTIMERS];
+  double run_iter, run_evals;    // Newton iterations and action evaluations in this run
+  bigint run_steps;              // steps taken in this run
+
+  void half_kick();    // v += dt/2 * f/m: forces in f from other fixes (Strang splitting)
 
   void setup_units();
   void check_ghost_cutoff(double extra, const char *when);

@@ -60,7 +60,8 @@ class Result:
         self.log = logfile.read_text() if logfile.exists() else ""
 
     def thermo(self):
-        """Rows of the last thermo table as dicts of floats."""
+        """Rows of the last thermo table as dicts of floats (other lines in the table, such as
+        warnings or the fix's timing summary at the end of the run, are skipped)."""
         lines = self.log.splitlines()
         heads = [k for k, l in enumerate(lines) if l.split()[:1] == ["Step"]]
         assert heads, self.output[-3000:]
@@ -69,7 +70,12 @@ class Result:
         for l in lines[heads[-1] + 1:]:
             if l.startswith("Loop time"):
                 break
-            rows.append(dict(zip(names, map(float, l.split()))))
+            try:
+                values = [float(x) for x in l.split()]
+            except ValueError:
+                continue
+            if len(values) == len(names):
+                rows.append(dict(zip(names, values)))
         return rows
 
 

@@ -7,54 +7,7 @@ import torch
 
 import lmp_models as models
 from lmp_helpers import read_dump
-
-KB_EV = 8.617333262e-5
-AR = models.AR_MASS
-
-
-def argon_data(path, temperature=300.0, n=3, a=5.26, seed=7, ntypes=1, xbox=None, xshift=0.0):
-    """fcc argon, n^3 cells, Maxwell velocities (A/ps) with zero total momentum.
-    xbox/xshift: a longer box in x with the crystal shifted (a slab, for empty subdomains)."""
-    basis = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
-    cells = np.array([[i, j, k] for i in range(n) for j in range(n) for k in range(n)])
-    pos = ((cells[:, None, :] + basis[None]) * a).reshape(-1, 3) + 0.01
-    rng = np.random.default_rng(seed)
-    sigma_v = np.sqrt(KB_EV * temperature / AR * 9648.533212)  # A/ps; eV/u = 9648.5 A^2/ps^2
-    vel = rng.normal(0.0, sigma_v, pos.shape)
-    vel -= vel.mean(axis=0)
-    L = n * a
-    pos[:, 0] += xshift
-    lines = ["argon for actionmd tests", "", f"{len(pos)} atoms", f"{ntypes} atom types", "",
-             f"0 {xbox or L} xlo xhi", f"0 {L} ylo yhi", f"0 {L} zlo zhi", "", "Masses", ""]
-    lines += [f"{t} {AR}" for t in range(1, ntypes + 1)]
-    lines += ["", "Atoms # atomic", ""]
-    lines += [f"{i + 1} 1 {x:.17g} {y:.17g} {z:.17g}" for i, (x, y, z) in enumerate(pos)]
-    lines += ["", "Velocities", ""]
-    lines += [f"{i + 1} {x:.17g} {y:.17g} {z:.17g}" for i, (x, y, z) in enumerate(vel)]
-    path.write_text("\n".join(lines) + "\n")
-    return L
-
-
-def lj_script(model, extra_fix="", steps=0, pre="", post="", timestep=0.02, pair="pair_style zero 6.5\npair_coeff * *",
-              comm="comm_modify cutoff 8.0", units="metal", load=True, group="all", procs=""):
-    return f"""
-units {units}
-atom_style atomic
-{procs}
-read_data ar.data
-{pair}
-neighbor 0.5 bin
-{comm}
-timestep {timestep}
-{"plugin load @PLUGIN@" if load else ""}
-{pre}
-fix int {group} actionmd {model} types Ar {extra_fix}
-thermo_style custom step temp ke f_int[1] f_int[2] f_int[3] f_int[4]
-thermo_modify format float %.17g
-thermo 10
-{post}
-run {steps}
-"""
+from lmp_inputs import AR, KB_EV, argon_data, lj_script, oscillator_box, velocities_to_real_units
 
 
 # ---------------------------------------------------------------------------- loading
@@ -173,12 +126,15 @@ BAD_INPUTS = [
     (dict(timestep=0.01), "timestep 0.01 (metal units, = 10 fs) does not match the model stride 20 fs (= 0.02 in metal units); use 'timestep 0.02'"),
     (dict(units="real", timestep=10), "timestep 10 (real units, = 10 fs) does not match the model stride 20 fs (= 20 in real units); use 'timestep 20'"),
     (dict(pre="mass 1 40.5"), "mass of atom type 1 (Ar) is 40.5 g/mol but model"),
-    (dict(pair="pair_style lj/cut 6.5\npair_coeff * * 0.0104 3.4"), "pair_style lj/cut is defined"),
+    (dict(pair="pair_style lj/cut 6.5\npair_coeff * * 0.0104 3.4"),
+     "fix int (actionmd): pair_style lj/cut is defined, but fix actionmd applies all forces in f as half kicks"),
     (dict(comm=""), "the ghost-atom cutoff 7 A is too short"),
     (dict(pre="neigh_modify every 5 delay 0"), "neigh_modify every 1 delay 0 check yes"),
     (dict(pre="group half id <= 10", group="half"), "must be applied to group all"),
-    (dict(post="fix push all addforce 0.1 0.0 0.0"), "fix push (style addforce) adds forces"),
-    (dict(post="fix thermostat all langevin 300 300 0.1 4"), "the 'langevin' keyword of fix actionmd replaces"),
+    (dict(post="fix twice all nve"), "fix int (actionmd) is the time integrator of all atoms, but fix twice "
+                                     "(style nve) integrates atoms too"),
+    (dict(pre="group half id <= 10", post="fix twice half nvt temp 300 300 0.1"), "fix twice (style nvt) integrates"),
+    (dict(extra_fix="pair_forces maybe"), "Expected boolean parameter instead of 'maybe'"),
 ]
 
 
@@ -372,26 +328,6 @@ dump_modify d sort id format float %.17g"""
         assert r.returncode == 0, r.output[-3000:]
         results.append(read_dump(run_lmp.dir / "traj.dump")[steps])
     assert np.abs(results[0][:, 1:7] - results[1][:, 1:7]).max() < 1e-10
-
-
-def oscillator_box(lammps_types, positions, type_masses, stride_fs):
-    """Atoms on springs (on-site harmonic models) in a 40 Å box: the set-up before the fix line."""
-    atoms = "\n".join(f"create_atoms {t} single {x} {y} {z}" for t, (x, y, z) in zip(lammps_types, positions))
-    masses = "\n".join(f"mass {t} {m}" for t, m in enumerate(type_masses, start=1))
-    return f"""
-units metal
-atom_style atomic
-region box block -20 20 -20 20 -20 20
-create_box {len(type_masses)} box
-{atoms}
-{masses}
-pair_style zero 2.0
-pair_coeff * *
-neighbor 0.5 bin
-comm_modify cutoff 6.0
-timestep {stride_fs / 1000}
-plugin load @PLUGIN@
-"""
 
 
 def test_langevin_samples_the_target_temperature(run_lmp):
@@ -600,10 +536,7 @@ def test_lammps_matches_python_engine_on_reference_action(run_lmp, units, predic
     model_file.export_model(module, run_lmp.dir / "ref.pt", meta)
     L = argon_data(run_lmp.dir / "ar.data")
     if units == "real":  # argon_data writes Å/ps
-        head, velocities = (run_lmp.dir / "ar.data").read_text().split("Velocities\n\n")
-        rows = [line.split() for line in velocities.strip().splitlines()]
-        (run_lmp.dir / "ar.data").write_text(head + "Velocities\n\n" + "\n".join(
-            f"{r[0]} " + " ".join(f"{float(x) / 1000.0:.17g}" for x in r[1:]) for r in rows) + "\n")
+        velocities_to_real_units(run_lmp.dir / "ar.data")
     steps = 10
     post = f"""dump d all custom {steps} traj.dump id x y z vx vy vz ix iy iz
 dump_modify d sort id format float %.17g"""
