@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lmp_helpers import read_dump
-from test_lammps_plugin import AR, argon_data, lj_script
+from lmp_inputs import AR, argon_data, lj_script
 
 CUTOFF = 3.8
 
