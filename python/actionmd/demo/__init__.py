@@ -29,7 +29,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data-file", type=Path, default=ROOT / "lammps_examples/lj-mixture/lj-mixture.data",
                         help="LAMMPS data file with the start state (positions and velocities)")
     parser.add_argument("--system", default="lj-mixture", help="built-in system or YAML: the reference potential")
-    parser.add_argument("--time-ps", type=float, default=20.0, help="simulated time of every run [ps]")
+    parser.add_argument("--time-ps", type=float, default=10.0, help="simulated time of every run [ps]")
     parser.add_argument("--reference-dt", type=float, default=1.0, help="velocity-Verlet reference dt [fs]")
     parser.add_argument("--ranks", type=int, default=2, help="MPI ranks of the fix actionmd run")
     parser.add_argument("--output", type=Path, default=ROOT / "out/demo", help="work directory and report")
