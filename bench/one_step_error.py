@@ -14,6 +14,7 @@ import numpy as np
 from actionmd.action_map import ActionMap
 from actionmd.data import load_dataset
 from actionmd.model_file import load_model
+from actionmd.solver import SolverOptions
 from actionmd.training.dataset import frames_from_dataset
 
 
@@ -23,6 +24,7 @@ def main():
     parser.add_argument("data")
     parser.add_argument("--pairs", type=int, default=40)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--method", default="anderson", choices=["anderson", "newton"], help="solver of the action map")
     args = parser.parse_args()
     model = load_model(args.model, device="cpu")
     stride = model.metadata.stride
@@ -30,7 +32,7 @@ def main():
     frames = [f for t in trajectories for f in t][: args.pairs]
     errors = {"action": [], "predictor": [], "free_flight": []}
     for mode in ("action", "predictor"):
-        action_map = ActionMap(model, mode=mode)
+        action_map = ActionMap(model, mode=mode, solver=SolverOptions(method=args.method))
         for frame in frames:
             types = action_map.types_of(frame.numbers)
             q, p, _ = action_map.step(frame.positions, frame.momenta, types, frame.cell, frame.pbc)
@@ -40,7 +42,7 @@ def main():
         m = np.array([mass_of[int(z)] for z in frame.numbers])[:, None]
         errors["free_flight"].append((frame.positions + stride * frame.momenta / m - frame.next_positions,
                                       frame.momenta - frame.next_momenta))
-    result = {"model": args.model, "stride_fs": stride, "pairs": len(frames)}
+    result = {"model": args.model, "stride_fs": stride, "pairs": len(frames), "method": args.method}
     for name, pairs in errors.items():
         dq = np.concatenate([e[0] for e in pairs])
         dp = np.concatenate([e[1] for e in pairs])

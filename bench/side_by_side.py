@@ -98,6 +98,8 @@ def main(argv=None):
     parser.add_argument("--same-backbone-steps", type=int, default=200,
                         help="time this many velocity-Verlet steps at the reference dt with the model's own "
                              "potential term (an ML potential of the same backbone; speed only; 0: skip)")
+    parser.add_argument("--method", default="anderson", choices=["anderson", "newton"],
+                        help="solver of the ASE action-map runs")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
@@ -157,9 +159,10 @@ def main(argv=None):
         if cfg["units"] == "metal":  # ASE's LAMMPSlib speaks metal units
             attempt(ase(f"predictor + energy rescaling {stride:g} fs (ASE)", "predictor-rescaled",
                         mode="predictor", after_step=EnergyRescaling(cfg, reference, atoms)))
-    attempt(ase(f"action map {stride:g} fs, predictor guess (ASE)", "action", guess="predictor"))
+    attempt(ase(f"action map {stride:g} fs, predictor guess (ASE)", "action", guess="predictor", method=args.method))
     if "free-flight" not in args.skip:
-        attempt(ase(f"action map {stride:g} fs, free-flight guess (ASE)", "action-free-flight", guess="free_flight"))
+        attempt(ase(f"action map {stride:g} fs, free-flight guess (ASE)", "action-free-flight", guess="free_flight",
+                    method=args.method))
     if args.ranks:
         def fix():
             """action map (LAMMPS fix actionmd)"""

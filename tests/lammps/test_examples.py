@@ -29,9 +29,10 @@ def run_example(tmp_path, script, steps, np=1, example="lj-mixture"):
 
 
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="the plugin needs building")
-@pytest.mark.parametrize("example, script", [("lj-mixture", "in.nve"), ("lj-mixture", "in.langevin"),
-                                             ("cuni", "in.nve"), ("cuni", "in.langevin")])
-def test_example_runs_and_converges(tmp_path, example, script):
-    rows = run_example(tmp_path, script, steps=2, example=example)
-    assert rows[-1]["Step"] == 2
+@pytest.mark.parametrize("example, script, steps", [
+    ("lj-mixture", "in.nve", 2), ("lj-mixture", "in.langevin", 2), ("cuni", "in.nve", 2), ("cuni", "in.langevin", 2),
+    ("water", "in.nve", 1)])  # water: ~100 model evaluations per stride (see models/README.md), so one stride
+def test_example_runs_and_converges(tmp_path, example, script, steps):
+    rows = run_example(tmp_path, script, steps=steps, example=example)
+    assert rows[-1]["Step"] == steps
     assert 1 <= rows[-1]["f_int[1]"] <= 10 and rows[-1]["f_int[2]"] <= 1e-5
