@@ -28,7 +28,7 @@ from actionmd.data import load_dataset
 from actionmd.data.config import element_mass
 from actionmd.demo.pipeline import speed_table
 from actionmd.demo.runs import RunResult, lammps_input, run_ase_action, run_lammps
-from actionmd.evaluation import evaluate, read_trajectory, text_table, to_jsonable, write_report
+from actionmd.evaluation import EvaluationError, evaluate, read_trajectory, text_table, to_jsonable, write_report
 from actionmd.evaluation.energy import CHARGED_STYLES, MOLECULAR_STYLES, _data_file, _type_charges, _types
 from actionmd.evaluation.molecules import water_molecules
 from actionmd.evaluation.trajectory import Trajectory
@@ -187,7 +187,17 @@ def main(argv=None):
                                                     units=cfg["units"])
         except Exception as err:
             failures[r.label] = f"unreadable frames: {err}"
-    results = evaluate(trajectories, reference=ref_label, system=args.system)
+    while True:  # a run that blew up (non-finite energies) is reported as failed, not fatal
+        try:
+            results = evaluate(trajectories, reference=ref_label, system=args.system)
+            break
+        except EvaluationError as err:
+            bad = next((label for label, t in trajectories.items() if label != ref_label and str(t.source) in str(err)),
+                       None)
+            if bad is None:
+                raise
+            failures[bad] = f"evaluation: {str(err).splitlines()[0][:160]}"
+            del trajectories[bad]
     paths = write_report(results, args.out)
     backbone = next((r for r in runs if r.frames is None), None)
     speed = speed_table([r for r in runs if r.label in trajectories or r.frames is None], failures, backbone)
@@ -206,6 +216,8 @@ def main(argv=None):
                "failures": failures}
     (args.out / "summary.json").write_text(json.dumps(to_jsonable(summary), indent=1))
     print("\n" + text_table(results) + "\n\n" + speed + f"\n\nreport: {paths[0]}")
+    for label, why in failures.items():
+        print(f"failed: {label}: {why}")
 
 
 def same_backbone_speed(model: Path, atoms: Atoms, dt_fs: float, steps: int) -> RunResult:

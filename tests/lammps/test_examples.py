@@ -30,8 +30,7 @@ def run_example(tmp_path, script, steps, np=1, example="lj-mixture"):
 
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="the plugin needs building")
 @pytest.mark.parametrize("example, script, steps", [
-    ("lj-mixture", "in.nve", 2), ("lj-mixture", "in.langevin", 2), ("cuni", "in.nve", 2), ("cuni", "in.langevin", 2),
-    ("water", "in.nve", 1)])  # water: ~100 model evaluations per stride (see models/README.md), so one stride
+    ("lj-mixture", "in.nve", 2), ("lj-mixture", "in.langevin", 2), ("cuni", "in.nve", 2), ("cuni", "in.langevin", 2)])
 def test_example_runs_and_converges(tmp_path, example, script, steps):
     rows = run_example(tmp_path, script, steps=steps, example=example)
     assert rows[-1]["Step"] == steps
