@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -54,7 +55,7 @@ def write_data_file(path: Path, cfg: dict, state: dict) -> None:
     from ase.calculators.lammps import Prism
     prism = Prism(np.asarray(state["cell"]))
     types = _types(traj, cfg)
-    with __import__("tempfile").TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory() as work:
         charges = _type_charges(cfg, work) if cfg["atom_style"] in CHARGED_STYLES else None
     molecules = (water_molecules(traj.numbers, traj.positions[0], traj.cells[0])
                  if cfg["atom_style"] in MOLECULAR_STYLES else None)
@@ -113,8 +114,7 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     data_file = (work / "start.data").resolve()
     write_data_file(data_file, cfg, state)
-    setup = tuple(f"mass {k} {element_mass(cfg, e)!r}" for k, e in enumerate(cfg["elements"], start=1)) + (
-        f"variable potentials_dir string {__import__('actionmd.data.lammps_run', fromlist=['x']).potentials_dir()}",)
+    setup = tuple(f"mass {k} {element_mass(cfg, e)!r}" for k, e in enumerate(cfg["elements"], start=1))
     reference = reference_potential(args.system)
     common = dict(units=cfg["units"], atom_style=cfg["atom_style"], setup=setup)
     dump = Path("frames.dump")

