@@ -32,6 +32,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from actionmd.lammps_log import thermo_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "lammps_examples" / "lj-mixture"
 MODEL = ROOT / "models" / "lj-mixture" / "lj-mixture-20fs.pt"
@@ -118,23 +120,6 @@ def run_lmp(workdir, name, script, ranks):
     return log, wall
 
 
-def last_thermo(log):
-    lines = log.splitlines()
-    head = [k for k, line in enumerate(lines) if line.split()[:1] == ["Step"]][-1]
-    names = lines[head].split()
-    rows = []
-    for line in lines[head + 1:]:
-        if line.startswith("Loop time"):
-            break
-        try:
-            values = [float(x) for x in line.split()]
-        except ValueError:
-            continue
-        if len(values) == len(names):
-            rows.append(dict(zip(names, values)))
-    return rows
-
-
 def loop_info(log):
     """Loop time, CPU use and ghost atoms per rank of the last run in a log."""
     loop = re.findall(r"^Loop time of ([\d.eE+-]+) on (\d+) procs for (\d+) steps with (\d+) atoms", log, re.M)[-1]
@@ -147,7 +132,7 @@ def loop_info(log):
 def actionmd_run(workdir, rep, steps, ranks, plugin):
     script = ACTIONMD.format(rep=rep, stride=STRIDE_PS, plugin=plugin, model=MODEL, nsteps=1 + steps)
     log, wall = run_lmp(workdir, f"actionmd.np{ranks}", script, ranks)
-    rows = last_thermo(log)
+    rows = thermo_rows(log)
     first, last = rows[1], rows[-1]  # after stride 1 (warm-up) and after the last stride
     n = int(last["Step"] - first["Step"])
     per_step = {"total": (last["f_int[5]"] - first["f_int[5]"]) / n}

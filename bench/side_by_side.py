@@ -27,9 +27,9 @@ from ase import Atoms
 
 from actionmd.data import load_dataset
 from actionmd.data.config import element_mass
-from actionmd.demo.pipeline import speed_table
+from actionmd.demo.pipeline import DeferredRun, evaluate_runs, reference_potential, run_all
 from actionmd.demo.runs import RunResult, lammps_input, run_ase_action, run_lammps
-from actionmd.evaluation import EvaluationError, evaluate, read_trajectory, text_table, to_jsonable, write_report
+from actionmd.evaluation import text_table, to_jsonable
 from actionmd.evaluation.energy import CHARGED_STYLES, MOLECULAR_STYLES, _data_file, _type_charges, _types
 from actionmd.evaluation.molecules import water_molecules
 from actionmd.evaluation.trajectory import Trajectory
@@ -86,7 +86,6 @@ class EnergyRescaling:
 
 def main(argv=None):
     from actionmd.data import load_config
-    from actionmd.demo.pipeline import reference_potential
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("system")
     parser.add_argument("model", type=Path)
@@ -117,7 +116,6 @@ def main(argv=None):
     setup = tuple(f"mass {k} {element_mass(cfg, e)!r}" for k, e in enumerate(cfg["elements"], start=1))
     reference = reference_potential(args.system)
     common = dict(units=cfg["units"], atom_style=cfg["atom_style"], setup=setup)
-    dump = Path("frames.dump")
     atoms = Atoms(numbers=state["numbers"], positions=state["positions"], cell=state["cell"], pbc=True,
                   masses=state["masses"])
     atoms.set_momenta(momenta_model_to_ase(state["momenta"]))
@@ -125,83 +123,45 @@ def main(argv=None):
     print(f"{args.system}: {len(atoms)} atoms, {condition}, model stride {stride:g} fs = {stride / dt:g} x {dt:g} fs, "
           f"{args.time_ps:g} ps per run")
 
-    runs, failures = [], {}
+    def quiet_ase(label, folder, **options):
+        """An ASE run, without the warning mode="predictor" gives (it is a baseline here, on purpose)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return run_ase_action(label, work / folder, atoms.copy(), args.model, long_steps, **options)
 
-    def attempt(make):
-        try:
-            runs.append(make())
-        except Exception as err:  # a blow-up or a solver failure is a result here
-            label = getattr(err, "label", None) or make.__doc__
-            failures[label] = f"{type(err).__name__}: {str(err).splitlines()[-1][:160]}"
-
-    ref_label = f"velocity Verlet {dt:g} fs (LAMMPS)"
-    runs.append(run_lammps(ref_label, work / "vv-reference",
-                           lammps_input(data_file, dt, long_steps * every, every, ["fix int all nve"], reference, dump,
-                                        **common), long_steps * every, dt, every))
-
-    def vv_stride():
-        """velocity Verlet at the stride (LAMMPS)"""
-        return run_lammps(f"velocity Verlet {stride:g} fs (LAMMPS)", work / "vv-stride",
-                          lammps_input(data_file, stride, long_steps, 1, ["fix int all nve"], reference, dump,
-                                       **common), long_steps, stride, 1)
-
-    def ase(label, folder, **options):
-        def make():
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return run_ase_action(label, work / folder, atoms.copy(), args.model, long_steps, **options)
-        make.__doc__ = label
-        return make
-
-    attempt(vv_stride)
+    fix_line = f"fix int all actionmd {args.model.resolve()} types {' '.join(cfg['elements'])}"
+    plan = [
+        DeferredRun(f"velocity Verlet {dt:g} fs (LAMMPS)", run_lammps, work / "vv-reference",
+                    lammps_input(data_file, dt, long_steps * every, every, ["fix int all nve"], reference, **common),
+                    long_steps * every, dt, every),
+        DeferredRun(f"velocity Verlet {stride:g} fs (LAMMPS)", run_lammps, work / "vv-stride",
+                    lammps_input(data_file, stride, long_steps, 1, ["fix int all nve"], reference, **common),
+                    long_steps, stride, 1)]
     if "predictor" not in args.skip:
-        attempt(ase(f"predictor alone {stride:g} fs (ASE)", "predictor", mode="predictor"))
+        plan.append(DeferredRun(f"predictor alone {stride:g} fs (ASE)", quiet_ase, "predictor", mode="predictor"))
         if cfg["units"] == "metal":  # ASE's LAMMPSlib speaks metal units
-            attempt(ase(f"predictor + energy rescaling {stride:g} fs (ASE)", "predictor-rescaled",
-                        mode="predictor", after_step=EnergyRescaling(cfg, reference, atoms)))
-    attempt(ase(f"action map {stride:g} fs, predictor guess (ASE)", "action", guess="predictor", method=args.method))
+            plan.append(DeferredRun(f"predictor + energy rescaling {stride:g} fs (ASE)", quiet_ase, "predictor-rescaled",
+                                    mode="predictor", after_step=EnergyRescaling(cfg, reference, atoms)))
+    plan.append(DeferredRun(f"action map {stride:g} fs, predictor guess (ASE)", quiet_ase, "action",
+                            guess="predictor", method=args.method))
     if "free-flight" not in args.skip:
-        attempt(ase(f"action map {stride:g} fs, free-flight guess (ASE)", "action-free-flight", guess="free_flight",
-                    method=args.method))
+        plan.append(DeferredRun(f"action map {stride:g} fs, free-flight guess (ASE)", quiet_ase, "action-free-flight",
+                                guess="free_flight", method=args.method))
     if args.ranks:
-        def fix():
-            """action map (LAMMPS fix actionmd)"""
-            return run_lammps(f"action map {stride:g} fs (LAMMPS fix actionmd, {args.ranks} ranks)", work / "fix",
-                              lammps_input(data_file, stride, long_steps, 1,
-                                           [f"fix int all actionmd {args.model.resolve()} types {' '.join(cfg['elements'])}"],
-                                           [f"pair_style zero {meta.cutoff:g}", "pair_coeff * *",
-                                            f"comm_modify cutoff {meta.interaction_range + 4:g}"], dump,
-                                           thermo_extra=("f_int[1]", "f_int[3]"), **common),
-                              long_steps, stride, 1, ranks=args.ranks)
-        attempt(fix)
-
+        plan.append(DeferredRun(f"action map {stride:g} fs (LAMMPS fix actionmd, {args.ranks} ranks)", run_lammps,
+                                work / "fix", lammps_input(
+                                    data_file, stride, long_steps, 1, [fix_line],
+                                    [f"pair_style zero {meta.cutoff:g}", "pair_coeff * *",
+                                     f"comm_modify cutoff {meta.interaction_range + 4:g}"],
+                                    thermo_extra=("f_int[1]", "f_int[3]"), **common),
+                                long_steps, stride, 1, ranks=args.ranks))
     if args.same_backbone_steps:
-        attempt(lambda: same_backbone_speed(args.model, atoms.copy(), dt, args.same_backbone_steps))
+        plan.append(DeferredRun(SAME_BACKBONE, same_backbone_speed, args.model, atoms.copy(), dt,
+                                args.same_backbone_steps))
 
-    trajectories = {}
-    for r in runs:
-        if r.frames is None:
-            continue  # a speed-only run
-        try:
-            trajectories[r.label] = read_trajectory(r.frames, interval_fs=r.frame_interval_fs, types=cfg["elements"],
-                                                    units=cfg["units"])
-        except Exception as err:
-            failures[r.label] = f"unreadable frames: {err}"
-    while True:  # a run that blew up (non-finite energies) is reported as failed, not fatal
-        try:
-            results = evaluate(trajectories, reference=ref_label, system=args.system)
-            break
-        except EvaluationError as err:
-            bad = next((label for label, t in trajectories.items() if label != ref_label and str(t.source) in str(err)),
-                       None)
-            if bad is None:
-                raise
-            failures[bad] = f"evaluation: {str(err).splitlines()[0][:160]}"
-            del trajectories[bad]
-    paths = write_report(results, args.out)
+    runs, failures = run_all(plan)
     backbone = next((r for r in runs if r.frames is None), None)
-    speed = speed_table([r for r in runs if r.label in trajectories or r.frames is None], failures, backbone)
-    paths[0].write_text(paths[0].read_text() + "\n## Speed\n\n" + speed + "\n")
+    results, report, speed = evaluate_runs(runs, failures, args.system, cfg["units"], args.out, backbone)
     summary = {"system": args.system, "model": str(args.model), "data": str(args.data), "condition": condition,
                "n_atoms": len(atoms), "stride_fs": stride, "reference_dt_fs": dt, "time_ps": args.time_ps,
                "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
@@ -215,12 +175,15 @@ def main(argv=None):
                                   **_metrics(results["runs"].get(r.label))} for r in runs},
                "failures": failures}
     (args.out / "summary.json").write_text(json.dumps(to_jsonable(summary), indent=1))
-    print("\n" + text_table(results) + "\n\n" + speed + f"\n\nreport: {paths[0]}")
+    print("\n" + text_table(results) + "\n\n" + speed + f"\n\nreport: {report}")
     for label, why in failures.items():
         print(f"failed: {label}: {why}")
 
 
-def same_backbone_speed(model: Path, atoms: Atoms, dt_fs: float, steps: int) -> RunResult:
+SAME_BACKBONE = "same-backbone ML potential, velocity Verlet (speed only)"
+
+
+def same_backbone_speed(label: str, model: Path, atoms: Atoms, dt_fs: float, steps: int) -> RunResult:
     """Wall time per ps of velocity Verlet at dt with the action network's potential term as an ML
     potential: the same backbone and size, one gradient per reference step (FlashMD's comparison)."""
     from ase import units
@@ -232,7 +195,7 @@ def same_backbone_speed(model: Path, atoms: Atoms, dt_fs: float, steps: int) -> 
     dynamics.run(5)  # warm-up: neighbour list, TorchScript optimisation
     start = time.perf_counter()
     dynamics.run(steps)
-    return RunResult("same-backbone ML potential, velocity Verlet (speed only)", None, dt_fs,
+    return RunResult(label, None, dt_fs,
                      time.perf_counter() - start, steps * dt_fs / 1000, 1, None, 1.0)
 
 

@@ -1,7 +1,6 @@
 """The demo's steps: (re)train the model, run the four integrators, evaluate them, write the report."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import yaml
@@ -37,8 +36,8 @@ def reference_potential(system: str) -> list[str]:
     return [f"variable potentials_dir string {potentials_dir()}", *load_config(system)["potential"]]
 
 
-class _Run:
-    """A deferred run with its label, so that a failure can be reported under its name."""
+class DeferredRun:
+    """A run not started yet, with its label, so that a failure can be reported under its name."""
 
     def __init__(self, label, function, *args, **kwargs):
         self.label, self.function, self.args, self.kwargs = label, function, args, kwargs
@@ -47,8 +46,47 @@ class _Run:
         return self.function(self.label, *self.args, **self.kwargs)
 
 
+def run_all(runs: list[DeferredRun]) -> tuple[list[RunResult], dict[str, str]]:
+    """Run each in turn; a run that fails (velocity Verlet or a solve blowing up at a long stride) is a
+    result, recorded by label, not the end of the comparison. The first run is the truth: it must succeed."""
+    results, failures = [runs[0]()], {}
+    for run in runs[1:]:
+        try:
+            results.append(run())
+        except Exception as err:
+            failures[run.label] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:160]}"
+    return results, failures
+
+
+def evaluate_runs(runs: list[RunResult], failures: dict[str, str], system: str, units: str, output: Path,
+                  versus: RunResult | None = None):
+    """Evaluate every run with frames against the first (the truth); write the report with a speed table.
+    A run whose frames cannot be evaluated (non-finite energies after a blow-up) joins ``failures``.
+    Returns (results, report path, speed table)."""
+    from ..data import load_config
+    from ..evaluation import EvaluationError, evaluate, read_trajectory, write_report
+    elements, truth = load_config(system)["elements"], runs[0].label
+    trajectories = {r.label: read_trajectory(r.frames, interval_fs=r.frame_interval_fs, types=elements, units=units)
+                    for r in runs if r.frames is not None}
+    while True:
+        try:
+            results = evaluate(trajectories, reference=truth, system=system)
+            break
+        except EvaluationError as err:
+            bad = next((label for label, t in trajectories.items() if label != truth and str(t.source) in str(err)),
+                       None)
+            if bad is None:
+                raise
+            failures[bad] = f"evaluation: {str(err).splitlines()[0][:160]}"
+            del trajectories[bad]
+    paths = write_report(results, output)
+    speed = speed_table([r for r in runs if r.label in trajectories or r.frames is None], failures, versus)
+    paths[0].write_text(paths[0].read_text() + "\n## Speed\n\n" + speed + "\n")
+    return results, paths[0], speed
+
+
 def _runs(model: Path, data_file: Path, system: str, time_ps: float, reference_dt: float, ranks: int,
-          workdir: Path, types: list[str]) -> list[_Run]:
+          workdir: Path, types: list[str]) -> list[DeferredRun]:
     """The four runs of the demo, in order: truth, velocity Verlet at the stride, fix actionmd, ASE."""
     from ase.data import atomic_numbers
     from ase.io import read
@@ -60,23 +98,22 @@ def _runs(model: Path, data_file: Path, system: str, time_ps: float, reference_d
     long_steps, every = int(round(time_ps * 1000 / stride)), int(round(ratio))
     reference = reference_potential(system)
     ghost = metadata.interaction_range + 4.0  # + neighbour skin (2 Å) and one stride's motion
-    dump = Path("frames.dump")
     atoms = read(data_file, format="lammps-data", atom_style="atomic", units="metal",
                  Z_of_type={k + 1: atomic_numbers[e] for k, e in enumerate(types)})
     return [
-        _Run(f"LAMMPS velocity Verlet {reference_dt:g} fs", run_lammps, workdir / "vv-reference",
-             lammps_input(data_file, reference_dt, long_steps * every, every, ["fix int all nve"], reference, dump),
+        DeferredRun(f"LAMMPS velocity Verlet {reference_dt:g} fs", run_lammps, workdir / "vv-reference",
+             lammps_input(data_file, reference_dt, long_steps * every, every, ["fix int all nve"], reference),
              long_steps * every, reference_dt, every),
-        _Run(f"LAMMPS velocity Verlet {stride:g} fs", run_lammps, workdir / "vv-stride",
-             lammps_input(data_file, stride, long_steps, 1, ["fix int all nve"], reference, dump),
+        DeferredRun(f"LAMMPS velocity Verlet {stride:g} fs", run_lammps, workdir / "vv-stride",
+             lammps_input(data_file, stride, long_steps, 1, ["fix int all nve"], reference),
              long_steps, stride, 1),
-        _Run(f"LAMMPS fix actionmd {stride:g} fs", run_lammps, workdir / "fix-actionmd",
+        DeferredRun(f"LAMMPS fix actionmd {stride:g} fs", run_lammps, workdir / "fix-actionmd",
              lammps_input(data_file, stride, long_steps, 1,
                           [f"fix int all actionmd {model.resolve()} types {' '.join(types)}"],
                           [f"pair_style zero {metadata.cutoff:g}", "pair_coeff * *", f"comm_modify cutoff {ghost:g}"],
-                          dump, thermo_extra=("f_int[1]", "f_int[3]")),
+                          thermo_extra=("f_int[1]", "f_int[3]")),
              long_steps, stride, 1, ranks=ranks),
-        _Run(f"ASE ActionVerlet {stride:g} fs", run_ase_action, workdir / "ase-action", atoms, model, long_steps),
+        DeferredRun(f"ASE ActionVerlet {stride:g} fs", run_ase_action, workdir / "ase-action", atoms, model, long_steps),
     ]
 
 
@@ -84,25 +121,15 @@ def run_demo(model: Path, data_file: Path, system: str, time_ps: float, referenc
              output: Path) -> Path:
     """Run, evaluate against the velocity-Verlet truth, print the tables; return the report's path."""
     from ..data import load_config
-    from ..evaluation import evaluate, read_trajectory, text_table, write_report
+    from ..evaluation import text_table
     types = load_config(system)["elements"]
     metadata = read_metadata(model)
     print(f"actionmd demo: {system}, model {model} ({metadata.stride:g} fs stride, "
           f"{metadata.stride / reference_dt:g}x the {reference_dt:g} fs reference dt), {time_ps:g} ps per run")
-    runs, failures = [], {}
-    for run in _runs(model, data_file, system, time_ps, reference_dt, ranks, output / "runs", types):
-        try:
-            runs.append(run())
-        except RuntimeError as err:  # velocity Verlet at a long stride may blow up: that is a result
-            failures[run.label] = str(err).splitlines()[-1]
-    trajectories = {r.label: read_trajectory(r.frames, interval_fs=r.frame_interval_fs, types=types,
-                                             units="metal") for r in runs}
-    results = evaluate(trajectories, reference=runs[0].label, system=system)
-    paths = write_report(results, output)
-    speed = speed_table(runs, failures)
-    paths[0].write_text(paths[0].read_text() + "\n## Speed\n\n" + speed + "\n")
+    runs, failures = run_all(_runs(model, data_file, system, time_ps, reference_dt, ranks, output / "runs", types))
+    results, report, speed = evaluate_runs(runs, failures, system, "metal", output)
     print("\n" + text_table(results) + "\n\n" + speed + "\n\n" + noise_note(results))
-    return paths[0]
+    return report
 
 
 def noise_note(results: dict) -> str:

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..lammps_log import loop_seconds, thermo_rows
+from ..units import FS
+
 BIN = Path(sys.executable).parent
-LOOP_TIME = re.compile(r"^Loop time of ([0-9.eE+-]+) on (\d+) procs for (\d+) steps", re.M)
 
 
 @dataclass
@@ -37,10 +39,13 @@ class RunResult:
 LAMMPS_TIME_PER_FS = {"metal": 1e-3, "real": 1.0}  # LAMMPS time units per fs
 
 
+DUMP = "frames.dump"  # every run's frames, in its own work directory
+
+
 def lammps_input(data_file: Path, dt_fs: float, steps: int, dump_every: int, integrator: list[str],
-                 interactions: list[str], dump: Path, thermo_extra: tuple[str, ...] = (), units: str = "metal",
+                 interactions: list[str], thermo_extra: tuple[str, ...] = (), units: str = "metal",
                  atom_style: str = "atomic", setup: tuple[str, ...] = ()) -> str:
-    """An input that reads DATA, integrates and dumps unwrapped positions and velocities."""
+    """An input that reads DATA, integrates and dumps unwrapped positions and velocities to DUMP."""
     if units not in LAMMPS_TIME_PER_FS:
         raise ValueError(f"units {units!r}: the runs support {sorted(LAMMPS_TIME_PER_FS)}")
     return "\n".join([
@@ -49,7 +54,7 @@ def lammps_input(data_file: Path, dt_fs: float, steps: int, dump_every: int, int
         "neigh_modify every 1 delay 0 check yes",
         f"timestep {dt_fs * LAMMPS_TIME_PER_FS[units]:.10g}",
         *integrator,
-        f"dump frames all custom {dump_every} {dump} id type xu yu zu vx vy vz",
+        f"dump frames all custom {dump_every} {DUMP} id type xu yu zu vx vy vz",
         "dump_modify frames sort id format float %.12g",
         f"thermo {max(1, steps // 100)}", "thermo_style custom step temp pe ke etotal " + " ".join(thermo_extra),
         f"run {steps}", ""])
@@ -84,29 +89,10 @@ def run_lammps(label: str, workdir: Path, input_text: str, steps: int, dt_fs: fl
     if process.returncode != 0 or "ERROR" in log:
         tail = "".join((log or "".join(output)).splitlines(keepends=True)[-15:])
         raise RuntimeError(f"{label}: LAMMPS failed (exit {process.returncode}) in {workdir}:\n{tail}")
-    loop = LOOP_TIME.search(log)
-    return RunResult(label, workdir / _dump_name(input_text), dump_every * dt_fs,
-                     float(loop.group(1)) if loop else wall, steps * dt_fs / 1000, ranks,
-                     _mean_thermo_column(log, "f_int[1]"), _mean_thermo_column(log, "f_int[3]"))
-
-
-def _dump_name(input_text: str) -> str:
-    return re.search(r"^dump frames all custom \d+ (\S+)", input_text, re.M).group(1)
-
-
-def _mean_thermo_column(log: str, name: str) -> float | None:
-    """Mean of a thermo column (e.g. f_int[3], model evaluations per step) when the output carries it."""
-    header = re.search(r"^\s*Step .*$", log, re.M)
-    if not header or name not in header.group(0).split():
-        return None
-    column = header.group(0).split().index(name)
-    values = []
-    for line in log[header.end():].splitlines()[2:]:
-        fields = line.split()
-        if not fields or not fields[0].isdigit():
-            break
-        values.append(float(fields[column]))
-    return sum(values) / len(values) if values else None
+    loop, rows = loop_seconds(log), [row for row in thermo_rows(log) if row["Step"] > 0]
+    mean = lambda column: sum(r[column] for r in rows) / len(rows) if rows and column in rows[0] else None
+    return RunResult(label, workdir / DUMP, dump_every * dt_fs, loop if loop is not None else wall,
+                     steps * dt_fs / 1000, ranks, mean("f_int[1]"), mean("f_int[3]"))
 
 
 def run_ase_action(label: str, workdir: Path, atoms, model: Path, steps: int, after_step=None,
@@ -119,7 +105,7 @@ def run_ase_action(label: str, workdir: Path, atoms, model: Path, steps: int, af
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "ase-action.traj"
     dynamics = ActionVerlet(atoms, str(model), **options)
-    stride_fs = dynamics.dt / _ase_fs()
+    stride_fs = dynamics.dt / FS
     with Trajectory(str(path), "w", atoms) as trajectory:
         if after_step is not None:
             dynamics.attach(after_step, interval=1, atoms=atoms)
@@ -132,8 +118,3 @@ def run_ase_action(label: str, workdir: Path, atoms, model: Path, steps: int, af
     summary = dynamics.solver_summary()
     return RunResult(label, path, stride_fs, wall, steps * stride_fs / 1000, 1, summary["mean_iterations"],
                      summary["mean_evaluations"])
-
-
-def _ase_fs() -> float:
-    from ase import units
-    return units.fs
