@@ -7,7 +7,10 @@
   3. the action map (ASE ActionVerlet) with the predictor's guess and with a free-flight guess;
   4. optionally the action map in LAMMPS (`fix actionmd`, --ranks N; atomic systems only);
   5. for speed only: velocity Verlet at the reference dt with the action network's own potential term, an
-     ML potential of the same backbone and size (one gradient per reference step).
+     ML potential of the same backbone and size (one gradient per reference step);
+  6. for molecular systems, what a LAMMPS user would pick instead: r-RESPA (run_style respa) with bonds and
+     angles at the reference dt and the rest at an outer step (--respa OUTER_FS ...).
+The reference runs on --reference-ranks MPI ranks (2: the expensive potential on the whole 2-core CPU).
 All runs are evaluated alike against (1) with actionmd.evaluation (energy under the reference potential,
 temperatures per species, RDF, diffusion), with wall time per simulated ps and solver iterations.
 Writes DIR/report.md, DIR/results.json and DIR/summary.json (the table of BENCHMARKS.md).
@@ -65,6 +68,27 @@ def write_data_file(path: Path, cfg: dict, state: dict) -> None:
     path.write_text(text + "\nVelocities\n\n" + rows + "\n")
 
 
+class Start:
+    """What every run of a comparison starts from: the system's config and LAMMPS lines, one thermalised
+    state of the dataset as a LAMMPS data file (work/start.data) and as ASE atoms."""
+
+    def __init__(self, system: str, data: Path, segment: int, work: Path):
+        from actionmd.data import load_config
+        self.cfg = load_config(system)
+        self.segment, self.state = start_state(data, segment)
+        self.work = work
+        work.mkdir(parents=True, exist_ok=True)
+        self.data_file = (work / "start.data").resolve()
+        write_data_file(self.data_file, self.cfg, self.state)
+        setup = tuple(f"mass {k} {element_mass(self.cfg, e)!r}" for k, e in enumerate(self.cfg["elements"], start=1))
+        self.reference = reference_potential(system)
+        self.common = dict(units=self.cfg["units"], atom_style=self.cfg["atom_style"], setup=setup)
+        s = self.state
+        self.atoms = Atoms(numbers=s["numbers"], positions=s["positions"], cell=s["cell"], pbc=True,
+                           masses=s["masses"])
+        self.atoms.set_momenta(momenta_model_to_ase(s["momenta"]))
+
+
 class EnergyRescaling:
     """FlashMD-style fix-up of a direct predictor: after each step, scale the momenta so that the total
     energy under the reference potential stays at its initial value (one potential evaluation per step)."""
@@ -85,7 +109,6 @@ class EnergyRescaling:
 
 
 def main(argv=None):
-    from actionmd.data import load_config
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("system")
     parser.add_argument("model", type=Path)
@@ -93,6 +116,11 @@ def main(argv=None):
     parser.add_argument("--segment", type=int, default=-1)
     parser.add_argument("--time-ps", type=float, default=100.0)
     parser.add_argument("--ranks", type=int, default=0, help="also run fix actionmd on N MPI ranks (0: no)")
+    parser.add_argument("--reference-ranks", type=int, default=1,
+                        help="MPI ranks of the LAMMPS velocity-Verlet runs (the speed baseline)")
+    parser.add_argument("--respa", type=float, nargs="*", default=[],
+                        help="outer steps (fs) of r-RESPA runs: bonds and angles at the reference dt, pair and "
+                             "kspace at the outer step (molecular systems)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["predictor", "free-flight"],
                         help="runs to leave out (to save time)")
     parser.add_argument("--same-backbone-steps", type=int, default=200,
@@ -103,22 +131,13 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    cfg = load_config(args.system)
-    segment, state = start_state(args.data, args.segment)
+    start = Start(args.system, args.data, args.segment, args.out / "runs")
+    cfg, segment, state, atoms = start.cfg, start.segment, start.state, start.atoms
+    work, data_file, reference, common = start.work, start.data_file, start.reference, start.common
     meta = read_metadata(args.model)
     stride, dt = meta.stride, state["dt_fs"]
     every = int(round(stride / dt))
     long_steps = int(round(args.time_ps * 1000 / stride))
-    work = args.out / "runs"
-    work.mkdir(parents=True, exist_ok=True)
-    data_file = (work / "start.data").resolve()
-    write_data_file(data_file, cfg, state)
-    setup = tuple(f"mass {k} {element_mass(cfg, e)!r}" for k, e in enumerate(cfg["elements"], start=1))
-    reference = reference_potential(args.system)
-    common = dict(units=cfg["units"], atom_style=cfg["atom_style"], setup=setup)
-    atoms = Atoms(numbers=state["numbers"], positions=state["positions"], cell=state["cell"], pbc=True,
-                  masses=state["masses"])
-    atoms.set_momenta(momenta_model_to_ase(state["momenta"]))
     condition = {"temperature_K": segment.temperature_K, "composition": segment.composition}
     print(f"{args.system}: {len(atoms)} atoms, {condition}, model stride {stride:g} fs = {stride / dt:g} x {dt:g} fs, "
           f"{args.time_ps:g} ps per run")
@@ -133,10 +152,13 @@ def main(argv=None):
     plan = [
         DeferredRun(f"velocity Verlet {dt:g} fs (LAMMPS)", run_lammps, work / "vv-reference",
                     lammps_input(data_file, dt, long_steps * every, every, ["fix int all nve"], reference, **common),
-                    long_steps * every, dt, every),
+                    long_steps * every, dt, every, ranks=args.reference_ranks),
         DeferredRun(f"velocity Verlet {stride:g} fs (LAMMPS)", run_lammps, work / "vv-stride",
                     lammps_input(data_file, stride, long_steps, 1, ["fix int all nve"], reference, **common),
-                    long_steps, stride, 1)]
+                    long_steps, stride, 1, ranks=args.reference_ranks)]
+    for outer in args.respa:
+        plan.append(respa_run(outer, dt, stride, args.time_ps, cfg, data_file, reference, common, work,
+                              args.reference_ranks))
     if "predictor" not in args.skip:
         plan.append(DeferredRun(f"predictor alone {stride:g} fs (ASE)", quiet_ase, "predictor", mode="predictor"))
         if cfg["units"] == "metal":  # ASE's LAMMPSlib speaks metal units
@@ -178,6 +200,27 @@ def main(argv=None):
     print("\n" + text_table(results) + "\n\n" + speed + f"\n\nreport: {report}")
     for label, why in failures.items():
         print(f"failed: {label}: {why}")
+
+
+def respa_run(outer_fs: float, dt_fs: float, stride_fs: float, time_ps: float, cfg: dict, data_file: Path,
+              reference: list[str], common: dict, work: Path, ranks: int) -> DeferredRun:
+    """r-RESPA at OUTER_FS: bonds and angles every dt (the stiff O-H stretch), pair and kspace every outer
+    step; frames saved at the model's stride, so it is evaluated like every other run."""
+    if cfg["atom_style"] not in MOLECULAR_STYLES:
+        raise SystemExit(f"--respa: {cfg['atom_style']!r} has no bonds to put on an inner level; r-RESPA "
+                         "applies to molecular systems (e.g. water)")
+    inner = outer_fs / dt_fs
+    per_dump = stride_fs / outer_fs
+    if abs(inner - round(inner)) > 1e-9 or abs(per_dump - round(per_dump)) > 1e-9:
+        raise SystemExit(f"--respa {outer_fs:g}: the outer step must be a multiple of the reference dt {dt_fs:g} fs "
+                         f"and divide the model's stride {stride_fs:g} fs")
+    steps = int(round(time_ps * 1000 / outer_fs))
+    kspace = " kspace 2" if any(line.split()[0] == "kspace_style" for line in reference) else ""
+    respa = f"run_style respa 2 {int(round(inner))} bond 1 angle 1 pair 2{kspace}"
+    return DeferredRun(f"r-RESPA {dt_fs:g}/{outer_fs:g} fs (LAMMPS)", run_lammps, work / f"respa-{outer_fs:g}",
+                       lammps_input(data_file, outer_fs, steps, int(round(per_dump)), ["fix int all nve", respa],
+                                    reference, **common),
+                       steps, outer_fs, int(round(per_dump)), ranks=ranks)
 
 
 SAME_BACKBONE = "same-backbone ML potential, velocity Verlet (speed only)"

@@ -15,6 +15,7 @@ TINY = {
     "lj-mixture": ["structure.repeat=[2,2,2]"],
     "cuni": ["structure.repeat=[2,2,2]"],
     "water": ["structure.water_box.molecules=8"],
+    "ta-snap": ["structure.repeat=[2,2,2]", "protocol.record_every=1"],  # every step: the VV residual check
 }
 SHORT = ["protocol.equilibration_steps=200", "protocol.decorrelation_steps=50",
          "protocol.segments=2", "protocol.segment_steps=40"]

@@ -20,7 +20,7 @@ from amd_data_helpers import BIN, cli_overrides, run_cli, tiny_config
 
 
 def test_builtin_systems_are_listed():
-    assert {"lj-mixture", "water", "cuni"} <= set(builtin_systems())
+    assert {"lj-mixture", "water", "cuni", "ta-snap"} <= set(builtin_systems())
 
 
 def vv_residuals(seg):
@@ -35,7 +35,7 @@ def vv_residuals(seg):
 
 
 @pytest.mark.parametrize("system, n_atoms, n_conditions", [
-    ("lj-mixture", 32, 1), ("cuni", 32, 4), ("water", 24, 1),
+    ("lj-mixture", 32, 1), ("cuni", 32, 4), ("water", 24, 1), ("ta-snap", 16, 2),
 ])
 def test_builtin_end_to_end(tmp_path, system, n_atoms, n_conditions):
     out = tmp_path / f"{system}.h5"
@@ -60,7 +60,7 @@ def test_builtin_end_to_end(tmp_path, system, n_atoms, n_conditions):
     print(f"{system}: {steps} steps in {elapsed:.2f} s ({steps / elapsed:.0f} steps/s, {n_atoms} atoms)")
 
 
-@pytest.mark.parametrize("system", ["lj-mixture", "cuni", "water"])
+@pytest.mark.parametrize("system", ["lj-mixture", "cuni", "water", "ta-snap"])
 def test_energy_error_scales_as_dt_squared(tmp_path, system):
     """Same initial state (no thermostat phases), same frames in time, dt and dt/2:
     the velocity-Verlet energy error must drop ~4x."""

@@ -14,9 +14,10 @@ from actionmd.neighbors import VerletList
 from ref_systems import ne_xe_crystal
 
 
-def randomised(seed=0, predictor=True, dtype="float64"):
+def randomised(seed=0, predictor=True, dtype="float64", angular=False):
     module, meta = build_learned_model(["Ne", "Xe"], stride=8.0, cutoff=5.0, features=16, layers=2,
-                                       predictor=predictor, dtype=dtype, energy_scale=1e-3, seed=seed)
+                                       predictor=predictor, dtype=dtype, energy_scale=1e-3, seed=seed,
+                                       angular=angular)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in module.parameters():
@@ -40,8 +41,9 @@ def system():
     return atoms
 
 
-def test_action_is_invariant_under_rotation_translation_and_permutation(system):
-    module, _ = randomised()
+@pytest.mark.parametrize("angular", [False, True])
+def test_action_is_invariant_under_rotation_translation_and_permutation(system, angular):
+    module, _ = randomised(angular=angular)
     q, p, types, edges, shifts = inputs(system)
     reference = module(q, p, types, edges, shifts).sum()
     # rotation of everything, cell included
@@ -62,14 +64,16 @@ def test_action_is_invariant_under_rotation_translation_and_permutation(system):
     assert torch.allclose(module(q_p, p_p, types_p, edges_p, shifts_p).sum(), reference, rtol=1e-12, atol=1e-14)
 
 
-def test_action_is_even_in_momenta(system):
-    module, _ = randomised()
+@pytest.mark.parametrize("angular", [False, True])
+def test_action_is_even_in_momenta(system, angular):
+    module, _ = randomised(angular=angular)
     q, p, types, edges, shifts = inputs(system)
     assert torch.equal(module(q, p, types, edges, shifts), module(q, -p, types, edges, shifts))
 
 
-def test_isolated_atom_is_a_free_particle():
-    module, _ = randomised()
+@pytest.mark.parametrize("angular", [False, True])
+def test_isolated_atom_is_a_free_particle(angular):
+    module, _ = randomised(angular=angular)
     q = torch.tensor([[0.0, 0.0, 0.0], [20.0, 0.0, 0.0]], dtype=torch.float64, requires_grad=True)
     p = torch.tensor([[0.3, -0.2, 0.1], [0.0, 1.0, 0.5]], dtype=torch.float64, requires_grad=True)
     types = torch.tensor([0, 1])

@@ -11,14 +11,15 @@ __all__ = ["ActionNet", "Predictor", "LearnedAction", "LearnedActionWithPredicto
 
 
 def build_learned_model(species, stride, cutoff, *, masses=None, features=32, layers=2, radial_size=8,
-                        predictor=True, predictor_layers=None, energy_scale=1.0, momentum_scale=1.0,
+                        predictor=True, predictor_layers=None, angular=False, energy_scale=1.0, momentum_scale=1.0,
                         length_scale=0.1, velocity_scale=0.01, dtype="float32", seed=0):
     """A fresh (untrained) learned model and its metadata.
 
     interaction_range covers the action (layers x cutoff) and the predictor, whose per-atom output also
     reads its neighbours' features ((predictor_layers + 1) x cutoff), so a parallel engine's ghost shell
     fits both. predictor_layers (default: layers) = layers - 1 keeps the range at layers x cutoff: a
-    thinner ghost shell, which is most of a small LAMMPS subdomain's cost.
+    thinner ghost shell, which is most of a small LAMMPS subdomain's cost. angular adds bond-angle moments
+    to the action's features (models.layers.AngularMoments), for many-body potentials such as SNAP.
     """
     predictor_layers = layers if predictor_layers is None else int(predictor_layers)
     if predictor_layers < 0:
@@ -28,15 +29,15 @@ def build_learned_model(species, stride, cutoff, *, masses=None, features=32, la
     mass_list = _masses(numbers, masses)
     mass_tensor = torch.tensor(mass_list, dtype=torch.float64)
     hyper = dict(features=features, layers=layers, radial_size=radial_size)
-    action = ActionNet(mass_tensor, stride, cutoff, energy_scale=energy_scale, **hyper)
+    action = ActionNet(mass_tensor, stride, cutoff, energy_scale=energy_scale, angular=bool(angular), **hyper)
     if predictor:
         module = LearnedActionWithPredictor(action, Predictor(
             mass_tensor, stride, cutoff, momentum_scale=momentum_scale, length_scale=length_scale,
             velocity_scale=velocity_scale, **{**hyper, "layers": predictor_layers}))
-        interaction_range = max(layers, predictor_layers + 1) * cutoff
+        interaction_range = max(layers, 1 if angular else 0, predictor_layers + 1) * cutoff
     else:
         module = LearnedAction(action)
-        interaction_range = layers * cutoff
+        interaction_range = max(layers, 1 if angular else 0) * cutoff
     module = module.to(getattr(torch, dtype))
     metadata = dict(species=numbers, masses=mass_list, stride=float(stride), cutoff=float(cutoff),
                     interaction_range=float(interaction_range), dtype=dtype, has_predictor=predictor,
@@ -45,6 +46,7 @@ def build_learned_model(species, stride, cutoff, *, masses=None, features=32, la
                                   # recorded only when it differs, so older runs' checkpoints still resume
                                   **({"predictor_layers": predictor_layers}
                                      if predictor and predictor_layers != layers else {}),
+                                  **({"angular": True} if angular else {}),
                                   "energy_scale": energy_scale,
                                   "momentum_scale": momentum_scale, "length_scale": length_scale,
                                   "velocity_scale": velocity_scale})

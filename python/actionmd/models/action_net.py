@@ -34,10 +34,10 @@ class ActionNet(nn.Module):
     """S_theta(qbar, pbar) as per-atom contributions (u·Å²/fs)."""
 
     def __init__(self, masses: torch.Tensor, stride: float, cutoff: float, features: int = 32, layers: int = 2,
-                 radial_size: int = 8, energy_scale: float = 1.0):
+                 radial_size: int = 8, energy_scale: float = 1.0, angular: bool = False):
         super().__init__()
         n_species = masses.shape[0]
-        self.encoder = Encoder(n_species, features, layers, cutoff, radial_size)
+        self.encoder = Encoder(n_species, features, layers, cutoff, radial_size, angular)
         self.potential_head = mlp([features, features, 1])
         self.momentum_head = _zero_last(mlp([2 * features + radial_size, features, 3]))
         self.register_buffer("masses", masses)

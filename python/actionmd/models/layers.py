@@ -81,14 +81,46 @@ class Interaction(nn.Module):
         return h + self.update(aggregated)
 
 
-class Encoder(nn.Module):
-    """Species embedding followed by ``layers`` interactions: invariant per-atom features."""
+class AngularMoments(nn.Module):
+    """Bond-angle information within one cutoff: per channel k, the neighbour moments
+        A1_ik = sum_j w_k(r_ij, s_j) u_ij,   A2_ik = sum_j w_k(r_ij, s_j) (u_ij u_ij^T - I/3),
+    and their rotation invariants |A1|^2, |A2|^2 and A1.A2.A1 (a low-order ACE/MTP-like power spectrum).
+    Radial message passing alone sees only distances; a many-body potential such as SNAP needs angles.
+    Reads species and positions only, so it adds one cutoff to the range of nothing that has layers >= 1."""
 
-    def __init__(self, n_species: int, features: int, layers: int, cutoff: float, radial_size: int):
+    def __init__(self, n_species: int, features: int, radial_size: int):
+        super().__init__()
+        self.filter = nn.Linear(radial_size, features, bias=False)
+        self.species = nn.Embedding(n_species, features)
+        self.update = mlp([3 * features, features, features])
+
+    def forward(self, types: torch.Tensor, i: torch.Tensor, j: torch.Tensor, unit: torch.Tensor,
+                radial: torch.Tensor, n_atoms: int) -> torch.Tensor:
+        w = self.filter(radial) * self.species(types[j])                        # (E, K)
+        eye = torch.eye(3, dtype=unit.dtype, device=unit.device)
+        outer = unit.unsqueeze(2) * unit.unsqueeze(1) - eye / 3.0               # (E, 3, 3), traceless
+        k = w.shape[1]
+        a1 = torch.zeros(n_atoms, k, 3, dtype=w.dtype, device=w.device).index_add(
+            0, i, w.unsqueeze(2) * unit.unsqueeze(1))
+        a2 = torch.zeros(n_atoms, k, 9, dtype=w.dtype, device=w.device).index_add(
+            0, i, w.unsqueeze(2) * outer.reshape(-1, 1, 9))
+        a2_matrix = a2.reshape(n_atoms, k, 3, 3)
+        contraction = (a1.unsqueeze(3) * a2_matrix * a1.unsqueeze(2)).sum((2, 3))
+        invariants = torch.cat([(a1 * a1).sum(2), (a2 * a2).sum(2), contraction], dim=1)
+        return self.update(invariants)
+
+
+class Encoder(nn.Module):
+    """Species embedding followed by ``layers`` interactions: invariant per-atom features; with
+    ``angular``, the last features also get the angular moments of the first neighbour shell."""
+
+    def __init__(self, n_species: int, features: int, layers: int, cutoff: float, radial_size: int,
+                 angular: bool = False):
         super().__init__()
         self.embedding = nn.Embedding(n_species, features)
         self.geometry = Geometry(cutoff, radial_size)
         self.interactions = nn.ModuleList([Interaction(features, radial_size) for _ in range(layers)])
+        self.angular = nn.ModuleList([AngularMoments(n_species, features, radial_size)] if angular else [])
 
     def forward(self, positions: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
                 edge_shifts: torch.Tensor):
@@ -96,4 +128,6 @@ class Encoder(nn.Module):
         h = self.embedding(types)
         for interaction in self.interactions:
             h = interaction(h, i, j, radial)
+        for moments in self.angular:
+            h = h + moments(types, i, j, unit, radial, positions.shape[0])
         return h, i, j, unit, weight, radial

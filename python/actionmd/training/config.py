@@ -6,7 +6,8 @@
     validation_fraction: 0.25     # whole segments go to validation
     model: {cutoff: 6.0, features: 32, layers: 2, radial_size: 8, predictor: true, dtype: float32}
                                   # optional predictor_layers (default layers; layers - 1 keeps the
-                                  # interaction_range at layers x cutoff: thinner LAMMPS ghost shells)
+                                  # interaction_range at layers x cutoff: thinner LAMMPS ghost shells);
+                                  # angular: true adds bond-angle moments (many-body potentials, e.g. SNAP)
     training: {epochs: 200, pretrain_epochs: 5, batch_frames: 2, learning_rate: 1e-3, patience: 20}
     output: runs/lj-mixture       # checkpoint.pt, log.csv, best_weights.pt, model.pt
 """
@@ -25,7 +26,8 @@ from ..models import build_learned_model, scales_from_frames
 from .dataset import frames_from_dataset
 from .trainer import Trainer, TrainingOptions, split_by_trajectory
 
-MODEL_KEYS = {"cutoff", "features", "layers", "radial_size", "predictor", "predictor_layers", "dtype", "seed"}
+MODEL_KEYS = {"cutoff", "features", "layers", "radial_size", "predictor", "predictor_layers", "angular", "dtype",
+              "seed"}
 TOP_KEYS = {"data", "stride", "every", "validation_fraction", "model", "training", "output", "description"}
 
 
