@@ -12,11 +12,13 @@ CUTOFF = 3.8
 
 
 def message_passing_model(path):
-    """Random but tame weights: a 2-layer action and predictor whose every term is exercised."""
+    """Random but tame weights: a 2-layer action (with angular moments) and predictor whose every term is
+    exercised."""
     models = pytest.importorskip("actionmd.models")
     model_file = pytest.importorskip("actionmd.model_file")
     module, meta = models.build_learned_model(["Ar"], stride=20.0, cutoff=CUTOFF, features=8, layers=2,
-                                              predictor_layers=2, dtype="float64", energy_scale=2e-4, seed=4)
+                                              predictor_layers=2, angular=True, dtype="float64", energy_scale=2e-4,
+                                              seed=4)
     generator = torch.Generator().manual_seed(4)
     with torch.no_grad():
         for name, parameter in module.named_parameters():
