@@ -50,6 +50,9 @@ class SolverOptions:
             raise ValueError(f"solver tolerance must be a positive length in Å, got {self.tol!r}")
         if self.maxiter < 1:
             raise ValueError(f"maxiter must be >= 1, got {self.maxiter}")
+        if self.anderson_memory < 1:
+            raise ValueError(f"anderson_memory must be >= 1 (past iterates kept by Anderson mixing), "
+                             f"got {self.anderson_memory}")
 
 
 @dataclass

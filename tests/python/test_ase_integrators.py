@@ -168,6 +168,13 @@ def test_unknown_species_is_an_error(lj_mixture_model):
         ActionVerlet(atoms, lj_mixture_model)
 
 
+def test_anderson_memory_reaches_the_solver_and_is_checked(lj_mixture_model):
+    dyn = ActionVerlet(ne_xe_crystal(), lj_mixture_model, anderson_memory=30)
+    assert dyn.map.solver.anderson_memory == 30 and dyn.todict()["anderson_memory"] == 30
+    with pytest.raises(ValueError, match="anderson_memory must be >= 1"):
+        ActionVerlet(ne_xe_crystal(), lj_mixture_model, anderson_memory=0)
+
+
 def test_constraints_are_refused(lj_mixture_model):
     atoms = ne_xe_crystal()
     atoms.set_constraint(FixAtoms([0]))

@@ -21,10 +21,11 @@ class ActionDynamics(MolecularDynamics):
     """Base class: one call of step() advances the atoms by one model stride."""
 
     def __init__(self, atoms, model, timestep=None, *, mode="action", guess=None, tol=None, maxiter=50,
-                 method="anderson", onfail="error", skin=1.0, device=None, trajectory=None, logfile=None,
-                 loginterval=1, **kwargs):
+                 method="anderson", anderson_memory=8, onfail="error", skin=1.0, device=None, trajectory=None,
+                 logfile=None, loginterval=1, **kwargs):
         self.map = ActionMap(model, mode=mode, guess=guess, skin=skin, device=device,
-                             solver=SolverOptions(tol=tol, maxiter=maxiter, method=method, onfail=onfail))
+                             solver=SolverOptions(tol=tol, maxiter=maxiter, method=method,
+                                                  anderson_memory=anderson_memory, onfail=onfail))
         stride_fs = self.map.stride
         if timestep is None:
             timestep = stride_fs * FS
@@ -68,7 +69,8 @@ class ActionDynamics(MolecularDynamics):
     def todict(self):
         options = self.map.solver
         return {**super().todict(), "model": self.map.model.path, "mode": self.map.mode, "guess": self.map.guess,
-                "method": options.method, "tol": options.tol, "maxiter": options.maxiter, "onfail": options.onfail}
+                "method": options.method, "anderson_memory": options.anderson_memory, "tol": options.tol,
+                "maxiter": options.maxiter, "onfail": options.onfail}
 
     def solver_summary(self) -> dict:
         """Iterations and model evaluations per step, and the worst residual, over the steps run so far."""
