@@ -128,6 +128,7 @@ def main(argv=None):
                              "potential term (an ML potential of the same backbone; speed only; 0: skip)")
     parser.add_argument("--method", default="anderson", choices=["anderson", "newton"],
                         help="solver of the ASE action-map runs")
+    parser.add_argument("--tol", type=float, default=None, help="solver tolerance in Å (default: the dtype's)")
     parser.add_argument("--anderson-memory", type=int, default=8,
                         help="Anderson mixing memory (stiff systems such as flexible water need ~30)")
     parser.add_argument("--out", type=Path, required=True)
@@ -167,11 +168,12 @@ def main(argv=None):
             plan.append(DeferredRun(f"predictor + energy rescaling {stride:g} fs (ASE)", quiet_ase, "predictor-rescaled",
                                     mode="predictor", after_step=EnergyRescaling(cfg, reference, atoms)))
     plan.append(DeferredRun(f"action map {stride:g} fs, predictor guess (ASE)", quiet_ase, "action",
-                            guess="predictor", method=args.method, anderson_memory=args.anderson_memory))
+                            guess="predictor", method=args.method, anderson_memory=args.anderson_memory,
+                            tol=args.tol))
     if "free-flight" not in args.skip:
         plan.append(DeferredRun(f"action map {stride:g} fs, free-flight guess (ASE)", quiet_ase, "action-free-flight",
                                 guess="free_flight", method=args.method,
-                                anderson_memory=args.anderson_memory))
+                                anderson_memory=args.anderson_memory, tol=args.tol))
     if args.ranks:
         plan.append(DeferredRun(f"action map {stride:g} fs (LAMMPS fix actionmd, {args.ranks} ranks)", run_lammps,
                                 work / "fix", lammps_input(
