@@ -55,15 +55,19 @@ class Geometry(nn.Module):
         self.cutoff = float(cutoff)
 
     def forward(self, positions: torch.Tensor, edge_index: torch.Tensor, edge_shifts: torch.Tensor):
-        i, j = edge_index[0], edge_index[1]
-        vectors = positions[j] - positions[i] + edge_shifts
+        # Engines pass neighbour lists with a skin (half the edges of a dense system lie past the cutoff);
+        # those weigh exactly 0 with zero derivatives, so dropping them here changes nothing but the cost.
+        with torch.no_grad():
+            i_all, j_all = edge_index[0], edge_index[1]
+            r_all = torch.linalg.vector_norm(positions[j_all] - positions[i_all] + edge_shifts, dim=1)
+            keep = torch.nonzero(r_all < self.cutoff).squeeze(1)
+        i, j = i_all[keep], j_all[keep]
+        vectors = positions[j] - positions[i] + edge_shifts[keep]
         r = torch.linalg.vector_norm(vectors, dim=1)
-        inside = r < self.cutoff
-        r_safe = torch.where(inside, r, torch.full_like(r, self.cutoff))  # edges past the cutoff weigh 0
-        weight = torch.where(inside, self.envelope(r_safe), torch.zeros_like(r))
-        radial = self.basis(r_safe) * weight.unsqueeze(-1)
-        unit = vectors / r_safe.unsqueeze(-1)
-        return i, j, r_safe, unit, weight, radial
+        weight = self.envelope(r)
+        radial = self.basis(r) * weight.unsqueeze(-1)
+        unit = vectors / r.unsqueeze(-1)
+        return i, j, r, unit, weight, radial
 
 
 class Interaction(nn.Module):
