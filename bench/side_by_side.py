@@ -47,7 +47,7 @@ def start_state(data_path: Path, segment: int):
     dataset = load_dataset(data_path)
     s = dataset.segments[segment]
     return s, dict(numbers=s.atomic_numbers, masses=s.masses, positions=s.positions[-1], momenta=s.momenta[-1],
-                   cell=s.cell, dt_fs=s.frame_interval_fs)
+                   cell=s.cell, dt_fs=dataset.dt_fs)  # the reference velocity-Verlet step, not the frame interval
 
 
 def write_data_file(path: Path, cfg: dict, state: dict) -> None:

