@@ -129,6 +129,7 @@ def main(argv=None):
     parser.add_argument("--method", default="anderson", choices=["anderson", "newton"],
                         help="solver of the ASE action-map runs")
     parser.add_argument("--tol", type=float, default=None, help="solver tolerance in Å (default: the dtype's)")
+    parser.add_argument("--maxiter", type=int, default=50, help="solver iterations per step before it gives up")
     parser.add_argument("--anderson-memory", type=int, default=8,
                         help="Anderson mixing memory (stiff systems such as flexible water need ~30)")
     parser.add_argument("--out", type=Path, required=True)
@@ -169,11 +170,11 @@ def main(argv=None):
                                     mode="predictor", after_step=EnergyRescaling(cfg, reference, atoms)))
     plan.append(DeferredRun(f"action map {stride:g} fs, predictor guess (ASE)", quiet_ase, "action",
                             guess="predictor", method=args.method, anderson_memory=args.anderson_memory,
-                            tol=args.tol))
+                            tol=args.tol, maxiter=args.maxiter))
     if "free-flight" not in args.skip:
         plan.append(DeferredRun(f"action map {stride:g} fs, free-flight guess (ASE)", quiet_ase, "action-free-flight",
                                 guess="free_flight", method=args.method,
-                                anderson_memory=args.anderson_memory, tol=args.tol))
+                                anderson_memory=args.anderson_memory, tol=args.tol, maxiter=args.maxiter))
     if args.ranks:
         plan.append(DeferredRun(f"action map {stride:g} fs (LAMMPS fix actionmd, {args.ranks} ranks)", run_lammps,
                                 work / "fix", lammps_input(
