@@ -162,3 +162,27 @@ def test_learned_potential_term_as_an_ase_calculator(tmp_path, system):
             a.calc = PotentialCalculator(str(tmp_path / "m.pt"))
         slope = (displaced[0].get_potential_energy() - displaced[1].get_potential_energy()) / (2 * h)
         assert forces[atom, axis] == pytest.approx(-slope, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("n_edges", [0, 1, 57])
+def test_angular_moments_match_a_per_atom_sum_for_edges_in_any_order(n_edges):
+    """The batched block layout must give A1 = sum_j w u and A2 = sum_j w (u u^T - I/3) of each atom's
+    own edges, whatever order the engine lists them in (LAMMPS and vesin order them differently)."""
+    from actionmd.models.layers import AngularMoments
+    torch.manual_seed(0)
+    n_atoms, features, radial_size = 6, 4, 5
+    moments = AngularMoments(2, features, radial_size).double()
+    moments.update = torch.nn.Identity()  # expose the invariants themselves
+    i, j = torch.randint(0, n_atoms, (n_edges,)), torch.randint(0, n_atoms, (n_edges,))
+    unit = torch.nn.functional.normalize(torch.randn(n_edges, 3, dtype=torch.float64), dim=1)
+    radial = torch.rand(n_edges, radial_size, dtype=torch.float64)
+    types = torch.tensor([0, 1, 1, 0, 1, 0])
+    got = moments(types, i, j, unit, radial, n_atoms)
+    w = (moments.filter(radial) * moments.species(types[j])).detach().numpy()
+    u = unit.numpy()
+    for atom in range(n_atoms):
+        mine = (i == atom).numpy()
+        a1 = np.einsum("ek,ea->ka", w[mine], u[mine])
+        a2 = np.einsum("ek,eab->kab", w[mine], np.einsum("ea,eb->eab", u[mine], u[mine]) - np.eye(3) / 3)
+        expected = np.concatenate([(a1**2).sum(1), (a2**2).sum((1, 2)), np.einsum("ka,kab,kb->k", a1, a2, a1)])
+        np.testing.assert_allclose(got[atom].detach().numpy(), expected, rtol=1e-12, atol=1e-14)
