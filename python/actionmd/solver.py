@@ -8,6 +8,9 @@ x <- G(x) diverges once w*dt > pi/2 for any mode (FACTS.md). Two methods converg
 - "newton": Newton–Krylov, GMRES on J = I - dG/dx, whose products J v need one Hessian-vector product
   of S (a double backward): fewer outer iterations, dearer ones; the robust choice for rough actions.
 "fixed_point" is the plain iteration, kept for comparison.
+When Anderson mixing stalls (maxiter reached), Newton–Krylov takes over from the best iterate seen, for
+up to maxiter more iterations (``newton_fallback``): stiff bonds near half a period per stride (flexible
+water at 4 fs) can make Anderson's secant model stagnate where Newton's exact Jacobian products do not.
 
 All norms are in mass-scaled variables: a momentum residual r_p counts as the displacement it would
 cause over one stride, |r_p| * stride / m, so one tolerance in Å covers positions and momenta.
@@ -40,6 +43,7 @@ class SolverOptions:
     krylov_dim: int = 40
     anderson_memory: int = 8
     onfail: str = "error"
+    newton_fallback: bool = True
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -63,6 +67,7 @@ class StepReport:
     residual: float
     evaluations: int
     converged: bool
+    fell_back: bool = False  # Anderson stalled and Newton finished the solve
 
 
 ActionFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -120,18 +125,25 @@ def solve(action: ActionFn, q: torch.Tensor, p: torch.Tensor, masses: torch.Tens
     newton = options.method == "newton"
     point = evaluate(dq, dp, keep_graph=newton)
     history: list[tuple[torch.Tensor, torch.Tensor]] = []
-    iterations = 0
+    iterations, limit, fell_back, best = 0, options.maxiter, False, point
     while True:
+        best = point if point.norm < best.norm else best
         if point.norm != point.norm:  # NaN: never handed back, whatever onfail says
             raise SolverConvergenceError(
                 f"step {step}: the action or its gradient is NaN after {iterations} iteration(s); the "
                 "configuration is outside what the model can describe (overlapping atoms, wrong units?)")
         if point.norm <= tol:
             dq, dp = point.step()
-            return dq, dp, StepReport(iterations, point.norm, evaluate.count, True)
-        if iterations == options.maxiter:
+            return dq, dp, StepReport(iterations, point.norm, evaluate.count, True, fell_back)
+        if iterations == limit:
+            if options.method == "anderson" and options.newton_fallback and not fell_back:
+                newton, fell_back, limit = True, True, limit + options.maxiter
+                point = evaluate(best.dq, best.dp, keep_graph=True)
+                continue
+            tried = f"{options.method}" + (" then newton" if fell_back else "")
             return _fail(point, iterations, evaluate.count, tol, step, options,
-                         f"no convergence in maxiter={options.maxiter} {options.method} iterations")
+                         f"no convergence in {iterations} {tried} iterations (maxiter={options.maxiter})",
+                         fell_back)
         iterations += 1
         if newton:
             point = _newton_update(point, evaluate, p_scale, tol, options.krylov_dim)
@@ -142,7 +154,7 @@ def solve(action: ActionFn, q: torch.Tensor, p: torch.Tensor, masses: torch.Tens
             point = evaluate(dq, dp, keep_graph=False)
 
 
-def _fail(point, iterations, evaluations, tol, step, options, why):
+def _fail(point, iterations, evaluations, tol, step, options, why, fell_back=False):
     message = (f"step {step}: the implicit action map was not solved ({why}); residual {point.norm:.3e} Å "
                f"> tol {tol:.1e} Å. Try a model with a shorter stride, a larger maxiter, or check that the "
                "configuration is physical (overlapping atoms, wrong masses or units).")
@@ -150,7 +162,7 @@ def _fail(point, iterations, evaluations, tol, step, options, why):
         raise SolverConvergenceError(message)
     warnings.warn(message, RuntimeWarning, stacklevel=3)
     dq, dp = point.step()
-    return dq, dp, StepReport(iterations, point.norm, evaluations, False)
+    return dq, dp, StepReport(iterations, point.norm, evaluations, False, fell_back)
 
 
 # --- Newton–Krylov -------------------------------------------------------------------------------------

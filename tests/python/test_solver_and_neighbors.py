@@ -13,16 +13,21 @@ from test_map_physics import state_of
 
 def test_non_convergence_names_the_step_and_residual(lj_mixture_model):
     atoms = ne_xe_crystal()
-    action_map = ActionMap(lj_mixture_model, solver=SolverOptions(maxiter=2, tol=1e-12))
+    action_map = ActionMap(lj_mixture_model, solver=SolverOptions(maxiter=2, tol=1e-12, newton_fallback=False))
     q, p = state_of(atoms)
     types = action_map.types_of(atoms.numbers)
     with pytest.raises(SolverConvergenceError, match=r"step 0: .*maxiter=2.*residual \d\.\d+e-\d+ Å > tol 1\.0e-12 Å"):
+        action_map.step(q, p, types, atoms.cell.array, atoms.pbc)
+    # with the Newton fallback, the message says both methods were tried (1e-30 Å is below round-off)
+    action_map = ActionMap(lj_mixture_model, solver=SolverOptions(maxiter=2, tol=1e-30))
+    with pytest.raises(SolverConvergenceError, match=r"step 0: .*4 anderson then newton iterations \(maxiter=2\)"):
         action_map.step(q, p, types, atoms.cell.array, atoms.pbc)
 
 
 def test_onfail_warn_downgrades_to_a_warning(lj_mixture_model):
     atoms = ne_xe_crystal()
-    action_map = ActionMap(lj_mixture_model, solver=SolverOptions(maxiter=2, tol=1e-12, onfail="warn"))
+    action_map = ActionMap(lj_mixture_model, solver=SolverOptions(maxiter=2, tol=1e-12, onfail="warn",
+                                                                          newton_fallback=False))
     q, p = state_of(atoms)
     with pytest.warns(RuntimeWarning, match="step 0"):
         _, _, report = action_map.step(q, p, action_map.types_of(atoms.numbers), atoms.cell.array, atoms.pbc)
@@ -91,3 +96,26 @@ def test_bad_mode_and_guess(lj_mixture_model):
         ActionMap(lj_mixture_model, mode="flashmd")
     with pytest.raises(ValueError, match="guess must be one of"):
         ActionMap(lj_mixture_model, guess="zero")
+
+
+def test_newton_takes_over_when_anderson_stalls(model_dir):
+    """A stiff linear map (w dt = 2.6) needs ~5 Anderson iterations; capped at 2, Newton finishes the
+    solve from the best iterate (exact in one step on a linear problem), and the report says so."""
+    from actionmd.reference import einstein
+    from ref_systems import export
+    from test_map_physics import einstein_system
+    stride = 4.0
+    sites, numbers, omegas, q, p, masses = einstein_system(stride)
+    path = model_dir / "einstein_fallback.pt"
+    export(einstein(["H", "Xe"], omegas, sites, stride, masses=[1.008, 131.293]), path)
+    stalled = ActionMap(str(path), guess="free_flight",
+                        solver=SolverOptions(maxiter=2, tol=1e-10, newton_fallback=False))
+    types = stalled.types_of(numbers)
+    with pytest.raises(SolverConvergenceError, match="2 anderson iterations"):
+        stalled.step(q, p, types, np.zeros((3, 3)), [False] * 3)
+    rescued = ActionMap(str(path), guess="free_flight", solver=SolverOptions(maxiter=2, tol=1e-10))
+    q1, p1, report = rescued.step(q, p, types, np.zeros((3, 3)), [False] * 3)
+    assert report.converged and report.fell_back and report.residual <= 1e-10
+    exact = ActionMap(str(path), guess="free_flight", solver=SolverOptions(method="newton", tol=1e-12))
+    q2, p2, _ = exact.step(q, p, types, np.zeros((3, 3)), [False] * 3)
+    assert np.abs(q1 - q2).max() < 1e-9

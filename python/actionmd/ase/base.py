@@ -21,11 +21,12 @@ class ActionDynamics(MolecularDynamics):
     """Base class: one call of step() advances the atoms by one model stride."""
 
     def __init__(self, atoms, model, timestep=None, *, mode="action", guess=None, tol=None, maxiter=50,
-                 method="anderson", anderson_memory=8, onfail="error", skin=1.0, device=None, trajectory=None,
-                 logfile=None, loginterval=1, **kwargs):
+                 method="anderson", anderson_memory=8, newton_fallback=True, onfail="error", skin=1.0,
+                 device=None, trajectory=None, logfile=None, loginterval=1, **kwargs):
         self.map = ActionMap(model, mode=mode, guess=guess, skin=skin, device=device,
                              solver=SolverOptions(tol=tol, maxiter=maxiter, method=method,
-                                                  anderson_memory=anderson_memory, onfail=onfail))
+                                                  anderson_memory=anderson_memory, onfail=onfail,
+                                                  newton_fallback=newton_fallback))
         stride_fs = self.map.stride
         if timestep is None:
             timestep = stride_fs * FS
@@ -44,6 +45,7 @@ class ActionDynamics(MolecularDynamics):
         self.iterations: list[int] = []
         self.residuals: list[float] = []
         self.evaluations: list[int] = []
+        self.fallbacks = 0
         if logfile:
             self.attach(self.closelater(ActionLogger(self, atoms, logfile)), loginterval)
 
@@ -65,11 +67,13 @@ class ActionDynamics(MolecularDynamics):
         self.iterations.append(report.iterations)
         self.residuals.append(report.residual)
         self.evaluations.append(report.evaluations)
+        self.fallbacks += report.fell_back
 
     def todict(self):
         options = self.map.solver
         return {**super().todict(), "model": self.map.model.path, "mode": self.map.mode, "guess": self.map.guess,
-                "method": options.method, "anderson_memory": options.anderson_memory, "tol": options.tol,
+                "method": options.method, "anderson_memory": options.anderson_memory,
+                "newton_fallback": options.newton_fallback, "tol": options.tol,
                 "maxiter": options.maxiter, "onfail": options.onfail}
 
     def solver_summary(self) -> dict:
@@ -77,4 +81,5 @@ class ActionDynamics(MolecularDynamics):
         its = np.asarray(self.iterations) if self.iterations else np.zeros(1)
         return {"steps": len(self.iterations), "mean_iterations": float(its.mean()),
                 "mean_evaluations": float(np.mean(self.evaluations)) if self.evaluations else 0.0,
-                "max_iterations": int(its.max()), "max_residual": float(max(self.residuals, default=0.0))}
+                "max_iterations": int(its.max()), "max_residual": float(max(self.residuals, default=0.0)),
+                "newton_fallbacks": self.fallbacks}
