@@ -66,12 +66,26 @@ def read_config(path: str | Path) -> dict:
 
 def train_from_config(path: str | Path, progress: bool = True) -> Path | None:
     """Train as the config says; return the path of the exported model (None on ranks other than 0)."""
-    from ..data import load_dataset
     config = read_config(path)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     options = TrainingOptions(**{**(config.get("training") or {}), "progress": progress})
-    if distributed and not torch.distributed.is_initialized():
+    owns_group = distributed and not torch.distributed.is_initialized()
+    if owns_group:
         torch.distributed.init_process_group("nccl" if options.device == "cuda" else "gloo")
+    try:
+        exported = _train(config, path, options)
+        if owns_group:
+            torch.distributed.barrier()  # every rank waits for rank 0's export
+        return exported
+    finally:
+        if owns_group:
+            # a rank that exits with gloo's threads alive can abort ("terminate called without an active
+            # exception", seen in CI): tear the group down first
+            torch.distributed.destroy_process_group()
+
+
+def _train(config: dict, path, options: "TrainingOptions") -> Path | None:
+    from ..data import load_dataset
     dataset = load_dataset(config["data"])
     stride = float(config["stride"])
     trajectories = frames_from_dataset(dataset, stride, every=int(config.get("every", 1)))
