@@ -11,14 +11,12 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-from ase import Atoms, units
+from ase import units
 
 from actionmd.ase import ActionVerlet
-from actionmd.data import load_dataset
 from actionmd.model_file import read_metadata
 from actionmd.solver import SolverConvergenceError
-from actionmd.units import momenta_model_to_ase
+from nve_validation import start_state
 
 
 def main():
@@ -31,10 +29,7 @@ def main():
     parser.add_argument("--maxiter", type=int, default=50)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    segment = load_dataset(args.data).segments[-1]
-    atoms = Atoms(numbers=segment.atomic_numbers, positions=segment.positions[-1], cell=segment.cell, pbc=True,
-                  masses=segment.masses)
-    atoms.set_momenta(momenta_model_to_ase(segment.momenta[-1]))
+    atoms, _ = start_state(args.data)
     dyn = ActionVerlet(atoms, args.model, anderson_memory=args.anderson_memory, tol=args.tol, maxiter=args.maxiter)
     species = sorted(set(atoms.numbers.tolist()))
     rows, failure, start = [], None, time.perf_counter()

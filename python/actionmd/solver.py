@@ -140,7 +140,7 @@ def solve(action: ActionFn, q: torch.Tensor, p: torch.Tensor, masses: torch.Tens
                 newton, fell_back, limit = True, True, limit + options.maxiter
                 point = evaluate(best.dq, best.dp, keep_graph=True)
                 continue
-            tried = f"{options.method}" + (" then newton" if fell_back else "")
+            tried = options.method + (" then newton" if fell_back else "")
             return _fail(point, iterations, evaluate.count, tol, step, options,
                          f"no convergence in {iterations} {tried} iterations (maxiter={options.maxiter})",
                          fell_back)
