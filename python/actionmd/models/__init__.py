@@ -29,15 +29,16 @@ def build_learned_model(species, stride, cutoff, *, masses=None, features=32, la
     mass_list = _masses(numbers, masses)
     mass_tensor = torch.tensor(mass_list, dtype=torch.float64)
     hyper = dict(features=features, layers=layers, radial_size=radial_size)
+    action_shells = max(layers, 1 if angular else 0)  # neighbour shells the action reads
     action = ActionNet(mass_tensor, stride, cutoff, energy_scale=energy_scale, angular=bool(angular), **hyper)
     if predictor:
         module = LearnedActionWithPredictor(action, Predictor(
             mass_tensor, stride, cutoff, momentum_scale=momentum_scale, length_scale=length_scale,
             velocity_scale=velocity_scale, **{**hyper, "layers": predictor_layers}))
-        interaction_range = max(layers, 1 if angular else 0, predictor_layers + 1) * cutoff
+        interaction_range = max(action_shells, predictor_layers + 1) * cutoff
     else:
         module = LearnedAction(action)
-        interaction_range = max(layers, 1 if angular else 0) * cutoff
+        interaction_range = action_shells * cutoff
     module = module.to(getattr(torch, dtype))
     metadata = dict(species=numbers, masses=mass_list, stride=float(stride), cutoff=float(cutoff),
                     interaction_range=float(interaction_range), dtype=dtype, has_predictor=predictor,
