@@ -205,4 +205,8 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> Lo
         raise ModelFileError(f"{path}: TorchScript could not load the module: {err}") from None
     check_module(module, meta, str(path))
     module.eval()
+    # Integrators differentiate S by positions and momenta only; with the weights frozen, TorchScript's
+    # differentiable graphs skip the weight gradients that every evaluation would otherwise compute.
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
     return LoadedModel(module=module, metadata=meta, path=str(path), device=device)

@@ -186,3 +186,56 @@ def test_angular_moments_match_a_per_atom_sum_for_edges_in_any_order(n_edges):
         a2 = np.einsum("ek,eab->kab", w[mine], np.einsum("ea,eb->eab", u[mine], u[mine]) - np.eye(3) / 3)
         expected = np.concatenate([(a1**2).sum(1), (a2**2).sum((1, 2)), np.einsum("ka,kab,kb->k", a1, a2, a1)])
         np.testing.assert_allclose(got[atom].detach().numpy(), expected, rtol=1e-12, atol=1e-14)
+
+
+def test_split_first_linear_layers_compute_the_plain_mlps_on_concatenated_features():
+    """The per-edge MLPs apply their first Linear per atom (and per species pair on the first layer) and
+    gather it per edge; they must equal the textbook mlp(cat[h_i, h_j, ...]) of the architecture."""
+    from actionmd.models import ActionNet
+    from actionmd.models.layers import Interaction
+    torch.manual_seed(1)
+    n_atoms, n_edges, features, radial_size = 7, 40, 6, 5
+    interaction = Interaction(features, radial_size).double()
+    for m in interaction.modules():  # random weights everywhere, last layers included
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.normal_(m.weight)
+    i, j = torch.randint(0, n_atoms, (n_edges,)), torch.randint(0, n_atoms, (n_edges,))
+    radial = torch.rand(n_edges, radial_size, dtype=torch.float64)
+    types = torch.tensor([0, 2, 1, 1, 0, 2, 0])
+    species = torch.randn(3, features, dtype=torch.float64)
+    h = torch.randn(n_atoms, features, dtype=torch.float64)
+
+    def textbook(h):
+        messages = interaction.message(torch.cat([h[i], h[j]], dim=1)) * interaction.filter(radial)
+        return h + interaction.update(torch.zeros_like(h).index_add(0, i, messages))
+
+    torch.testing.assert_close(interaction(h, i, j, radial), textbook(h), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(interaction.from_species(species, types, i, j, radial), textbook(species[types]),
+                               rtol=1e-12, atol=1e-12)
+
+    action = ActionNet(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64), 10.0, 4.0, features, 1,
+                       radial_size).double()
+    torch.nn.init.normal_(action.momentum_head[2].weight)
+    expected = action.momentum_head(torch.cat([h[i], action.encoder.embedding(types[j]), radial], dim=1))
+    torch.testing.assert_close(action._momentum_coefficients(h, types, i, j, radial), expected,
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_a_loaded_model_is_frozen_but_still_differentiable_in_positions_and_momenta(tmp_path):
+    """Integrators need dS/dq and dS/dp only: the weights of a loaded model carry no gradient."""
+    atoms = ne_xe_crystal()
+    module, metadata = build_learned_model([10, 54], 20.0, 4.0, features=8, layers=2)
+    export_model(module, tmp_path / "m.pt", metadata)
+    loaded = load_model(tmp_path / "m.pt", device="cpu")
+    assert not any(p.requires_grad for p in loaded.module.parameters())
+    nl = VerletList(4.0, 0.5, "cpu")
+    nl.update(atoms.positions, atoms.cell.array, atoms.pbc)
+    types = torch.tensor([0 if z == 10 else 1 for z in atoms.numbers])
+    q = torch.tensor(atoms.positions, dtype=torch.float32, requires_grad=True)
+    p = torch.randn(len(atoms), 3, requires_grad=True)
+    action = loaded.module(q, p, types, nl.edge_index, nl.edge_shifts(torch.float32)).sum()
+    gq, gp = torch.autograd.grad(action, (q, p))
+    expected = module(q, p, types, nl.edge_index, nl.edge_shifts(torch.float32)).sum()
+    eq, ep = torch.autograd.grad(expected, (q, p))
+    torch.testing.assert_close(gq, eq)
+    torch.testing.assert_close(gp, ep)

@@ -53,10 +53,21 @@ class ActionNet(nn.Module):
         v = momenta / masses.sqrt().unsqueeze(1)
         vi_u, vj_u = (v[i] * unit).sum(1), (v[j] * unit).sum(1)
         invariants = torch.stack([(v[i] * v[j]).sum(1), vi_u * vj_u, vi_u * vi_u], dim=1)
-        coefficients = self.momentum_head(torch.cat([h[i], self.encoder.embedding(types[j]), radial], dim=1))
+        coefficients = self._momentum_coefficients(h, types, i, j, radial)
         pair = weight * (coefficients * invariants).sum(1)
         correction = torch.zeros_like(kinetic).index_add(0, i, pair)
         return self.stride * (kinetic + potential + correction)
+
+    def _momentum_coefficients(self, h: torch.Tensor, types: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
+                               radial: torch.Tensor) -> torch.Tensor:
+        """momentum_head([h_i, embedding(s_j), radial_ij]), its first Linear split into a per-atom, a
+        per-species and a radial part, so only the narrow radial part is multiplied per edge."""
+        first = self.momentum_head[0]
+        f = h.shape[1]
+        from_i = torch.nn.functional.linear(h, first.weight[:, :f], first.bias)
+        from_j = torch.nn.functional.linear(self.encoder.embedding.weight, first.weight[:, f:2 * f])
+        from_radial = torch.nn.functional.linear(radial, first.weight[:, 2 * f:])
+        return self.momentum_head[2](self.momentum_head[1](from_i[i] + from_j[types[j]] + from_radial))
 
     @torch.jit.export
     def potential_energy_per_atom(self, positions: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,

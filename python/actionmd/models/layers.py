@@ -72,7 +72,10 @@ class Geometry(nn.Module):
 
 
 class Interaction(nn.Module):
-    """One message-passing layer: h_i += sum_j phi(h_i, h_j, radial_ij) (radial already enveloped)."""
+    """One message-passing layer: h_i += sum_j phi(h_i, h_j) * filter(radial_ij) (radial already enveloped).
+
+    phi's first Linear acts on [h_i, h_j], so it is applied per atom and gathered per edge (N rows instead
+    of E ~ 25 N); on species-only features (the first layer) phi is a species-pair table."""
 
     def __init__(self, features: int, radial_size: int):
         super().__init__()
@@ -81,7 +84,24 @@ class Interaction(nn.Module):
         self.update = mlp([features, features, features])
 
     def forward(self, h: torch.Tensor, i: torch.Tensor, j: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
-        messages = self.message(torch.cat([h[i], h[j]], dim=1)) * self.filter(radial)
+        first = self.message[0]
+        f = h.shape[1]
+        from_i = torch.nn.functional.linear(h, first.weight[:, :f], first.bias)
+        from_j = torch.nn.functional.linear(h, first.weight[:, f:])
+        phi = self.message[2](self.message[1](from_i[i] + from_j[j]))
+        return self._aggregate(h, i, phi * self.filter(radial))
+
+    def from_species(self, species_features: torch.Tensor, types: torch.Tensor, i: torch.Tensor,
+                     j: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
+        """The layer on h = species_features[types]: phi is evaluated once per species pair."""
+        n_species = species_features.shape[0]
+        a = torch.arange(n_species, device=types.device)
+        pairs_i, pairs_j = a.repeat_interleave(n_species), a.repeat(n_species)
+        table = self.message(torch.cat([species_features[pairs_i], species_features[pairs_j]], dim=1))
+        phi = table[types[i] * n_species + types[j]]
+        return self._aggregate(species_features[types], i, phi * self.filter(radial))
+
+    def _aggregate(self, h: torch.Tensor, i: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
         aggregated = torch.zeros_like(h).index_add(0, i, messages)
         return h + self.update(aggregated)
 
@@ -149,8 +169,11 @@ class Encoder(nn.Module):
                 edge_shifts: torch.Tensor):
         i, j, r, unit, weight, radial = self.geometry(positions, edge_index, edge_shifts)
         h = self.embedding(types)
-        for interaction in self.interactions:
-            h = interaction(h, i, j, radial)
+        for layer, interaction in enumerate(self.interactions):
+            if layer == 0:
+                h = interaction.from_species(self.embedding.weight, types, i, j, radial)
+            else:
+                h = interaction(h, i, j, radial)
         for moments in self.angular:
             h = h + moments(types, i, j, unit, radial, positions.shape[0])
         return h, i, j, unit, weight, radial
