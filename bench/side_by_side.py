@@ -152,7 +152,8 @@ def main(argv=None):
             warnings.simplefilter("ignore")
             return run_ase_action(label, work / folder, atoms.copy(), args.model, long_steps, **options)
 
-    fix_line = f"fix int all actionmd {args.model.resolve()} types {' '.join(cfg['elements'])}"
+    fix_line = (f"fix int all actionmd {args.model.resolve()} types {' '.join(cfg['elements'])} solver {args.method} "
+                f"memory {args.anderson_memory} maxiter {args.maxiter}" + (f" tol {args.tol:g}" if args.tol else ""))
     plan = [
         DeferredRun(f"velocity Verlet {dt:g} fs (LAMMPS)", run_lammps, work / "vv-reference",
                     lammps_input(data_file, dt, long_steps * every, every, ["fix int all nve"], reference, **common),

@@ -1,11 +1,13 @@
 """Stride sweep: the largest stride that still meets the goals, for one built-in system.
 
-    python bench/stride_sweep.py SYSTEM DATA.h5 MODEL [MODEL ...] [--time-ps 20] [--segment -1] --out DIR
+    python bench/stride_sweep.py SYSTEM DATA.h5 MODEL [MODEL ...] [--time-ps 20] [--tols TOL ...] --out DIR
 
 Each MODEL is a learned action trained at its own stride (e.g. models/lj-mixture/lj-mixture-{20,40}fs.pt).
 From one thermalised state of DATA (held out), every model runs the action map in ASE (predictor guess),
 beside LAMMPS velocity Verlet at the same stride; all are evaluated against one velocity-Verlet run at the
 reference dt, with the goals of BENCHMARKS.md (drift, temperature spread, RDF, diffusion).
+--tols runs every model at each solver tolerance (Å; "default" is the model dtype's): what a looser solve
+saves in iterations and costs in drift.
 Writes DIR/sweep.json and DIR/report.md (the per-run report with plots, then the sweep table).
 """
 import argparse
@@ -33,6 +35,8 @@ def main(argv=None):
     parser.add_argument("--segment", type=int, default=-1)
     parser.add_argument("--time-ps", type=float, default=20.0)
     parser.add_argument("--method", default="anderson", choices=["anderson", "newton"])
+    parser.add_argument("--tols", nargs="+", default=["default"], type=_tolerance,
+                        help="solver tolerances in Å to run each model at (default: the model dtype's)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
@@ -56,20 +60,24 @@ def main(argv=None):
     for model in sorted(args.models, key=strides.get):
         stride = strides[model]
         steps = int(round(args.time_ps * 1000 / stride))
-        action, verlet = f"action map {stride:g} fs (ASE)", f"velocity Verlet {stride:g} fs (LAMMPS)"
-        rows.append((stride, action, verlet))
+        verlet = f"velocity Verlet {stride:g} fs (LAMMPS)"
         plan.append(DeferredRun(verlet, run_lammps, work / f"vv-{stride:g}",
                                 lammps_input(data_file, stride, steps, 1, ["fix int all nve"], reference, **common),
                                 steps, stride, 1))
-        plan.append(DeferredRun(action, lambda label, m=model, n=steps, s=stride: run_ase_action(
-            label, work / f"action-{s:g}", atoms.copy(), m, n, guess="predictor", method=args.method)))
+        for tol in args.tols:
+            suffix = "" if tol is None else f" tol {tol:g} Å"
+            action = f"action map {stride:g} fs{suffix} (ASE)"
+            rows.append((stride, tol, action, verlet))
+            plan.append(DeferredRun(action, lambda label, m=model, n=steps, s=stride, t=tol: run_ase_action(
+                label, work / (f"action-{s:g}" + ("" if t is None else f"-tol{t:g}")), atoms.copy(), m, n,
+                guess="predictor", method=args.method, tol=t)))
 
     runs, failures = run_all(plan)
     results, report, _ = evaluate_runs(runs, failures, args.system, cfg["units"], args.out)
     by_label = {r.label: r for r in runs}
     sweep = []
-    for stride, action, verlet in rows:
-        entry = {"stride_fs": stride, "ratio_to_reference_dt": stride / dt}
+    for stride, tol, action, verlet in rows:
+        entry = {"stride_fs": stride, "ratio_to_reference_dt": stride / dt, "solver_tol_A": tol}
         for kind, label in (("action_map", action), ("velocity_verlet", verlet)):
             run = by_label.get(label)
             entry[kind] = {"failed": failures[label]} if label in failures or run is None else {
@@ -89,21 +97,27 @@ def main(argv=None):
           f"\nreport: {report}")
 
 
+def _tolerance(text: str):
+    return None if text == "default" else float(text)
+
+
 def sweep_table(sweep: list[dict]) -> str:
     """One row per stride: the action map's figures and goal verdicts, and whether velocity Verlet still runs."""
-    header = ["stride", "x ref dt", "drift [meV/atom/ps]", "T per species [K]", "RDF L1", "max |dD|/D_ref",
+    header = ["stride", "x ref dt", "solver tol [Å]", "drift [meV/atom/ps]", "T per species [K]", "RDF L1", "max |dD|/D_ref",
               "iterations", "wall s/ps", "goals met", "velocity Verlet at the stride"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     num = lambda x, f: "-" if x is None else format(x, f)
     for e in sweep:
         a, v = e["action_map"], e["velocity_verlet"]
+        tol = "default" if e.get("solver_tol_A") is None else f"{e['solver_tol_A']:g}"
         verlet = "fails" if "failed" in v else f"runs (drift {num(v.get('drift_meV_per_atom_ps'), '.2g')})"
         if "failed" in a:
-            cells = [f"{e['stride_fs']:g} fs", f"{e['ratio_to_reference_dt']:g}", f"failed: {a['failed'][:80]}"] + \
+            cells = [f"{e['stride_fs']:g} fs", f"{e['ratio_to_reference_dt']:g}", tol,
+                     f"failed: {a['failed'][:80]}"] + \
                     [""] * 6 + [verlet]
         else:
             goals = a.get("goals") or {}
-            cells = [f"{e['stride_fs']:g} fs", f"{e['ratio_to_reference_dt']:g}",
+            cells = [f"{e['stride_fs']:g} fs", f"{e['ratio_to_reference_dt']:g}", tol,
                      num(a.get("drift_meV_per_atom_ps"), ".2g"),
                      " / ".join(f"{k} {t:.1f}" for k, t in (a.get("temperature_K") or {}).items()),
                      num(a.get("rdf_l1_max"), ".3f"), num(a.get("diffusion_error_max"), ".0%"),

@@ -60,10 +60,12 @@ class ActionModel {
 
   // Sum of the first nsum per-atom contributions at (qbar, pbar) (natoms*3
   // each), and its gradients for all natoms atoms (gq, gp: natoms*3 each).
+  // keep_graph: keep what hvp() needs (a double-backward graph, dearer to build).
   virtual double evaluate(int nsum, const double *qbar, const double *pbar, double *gq,
-                          double *gp) = 0;
+                          double *gp, bool keep_graph) = 0;
 
-  // Hessian of the last evaluate()'s sum times (vq, vp): hq = d/dqbar (gq.vq + gp.vp), etc.
+  // Hessian of the last evaluate(keep_graph = true)'s sum times (vq, vp): hq = d/dqbar (gq.vq +
+  // gp.vp), etc.
   virtual void hvp(const double *vq, const double *vp, double *hq, double *hp) = 0;
 
   // Direct prediction (delta_q, delta_p) from the start-of-step state; only if

@@ -3,6 +3,7 @@
 
 #include "action_model.h"
 #include "elements.h"
+#include "timed.h"
 
 #include "atom.h"
 #include "comm.h"
@@ -19,33 +20,23 @@
 
 using namespace LAMMPS_NS;
 using namespace FixConst;
+using actionmd::Timed;
 
 namespace {
 constexpr double MASS_RTOL = 1.0e-6;    // relative mass mismatch tolerated (as ActionMap)
 constexpr double DT_RTOL = 1.0e-9;      // relative timestep/stride mismatch tolerated
-
-// Adds the wall-clock seconds of its lifetime to a timer (MPI_Wtime: cheap, no synchronisation).
-class Timed {
- public:
-  explicit Timed(double &acc) : acc_(acc), t0_(MPI_Wtime()) {}
-  ~Timed() { acc_ += MPI_Wtime() - t0_; }
-  Timed(const Timed &) = delete;
-  Timed &operator=(const Timed &) = delete;
-
- private:
-  double &acc_;
-  double t0_;
-};
 }    // namespace
 
 /* ---------------------------------------------------------------------- */
 
 FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
-    Fix(lmp, narg, arg), mode(MODE_ACTION), tol(-1.0), maxiter(50), krylov_max(40),
+    Fix(lmp, narg, arg), mode(MODE_ACTION), tol(-1.0), maxiter(50), solver(SOLVER_ANDERSON),
+    anderson_memory(8), newton_fallback(true), krylov_max(40),
     krylov_rtol(1.0e-6), onfail_warn(false), skin(1.0), pair_forces(false), langevin(false), t_start(0.0),
     t_stop(0.0), damp(0.0), seed(0), langevin_zero(true), fs_per_time(1.0), vel_to_model(1.0), stride(0.0),
     natoms_alloc(0), comm_mode(COMM_X), last_iter(0.0), last_residual(0.0), last_evals(0.0),
-    last_rebuilds(0.0), timers{0.0, 0.0, 0.0, 0.0}, run_iter(0.0), run_evals(0.0), run_steps(0)
+    last_rebuilds(0.0), last_fallbacks(0.0), timers{0.0, 0.0, 0.0, 0.0}, run_iter(0.0), run_evals(0.0),
+    run_fallbacks(0.0), run_steps(0)
 {
   if (narg < 4)
     error->all(FLERR, "Illegal fix actionmd command: expected 'fix ID all actionmd MODEL types "
@@ -99,6 +90,27 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
       need(iarg, 1, "maxiter");
       maxiter = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
       if (maxiter < 1) error->all(FLERR, "fix actionmd: maxiter must be >= 1, got {}", maxiter);
+      iarg += 2;
+    } else if (kw == "solver") {
+      need(iarg, 1, "solver");
+      std::string v = arg[iarg + 1];
+      if (v == "anderson")
+        solver = SOLVER_ANDERSON;
+      else if (v == "newton")
+        solver = SOLVER_NEWTON;
+      else
+        error->all(FLERR, "fix actionmd: solver must be 'anderson' or 'newton', got '{}'", v);
+      iarg += 2;
+    } else if (kw == "memory") {
+      need(iarg, 1, "memory");
+      anderson_memory = utils::inumeric(FLERR, arg[iarg + 1], false, lmp);
+      if (anderson_memory < 1)
+        error->all(FLERR, "fix actionmd: memory must be >= 1 (past iterates kept by Anderson "
+                          "mixing), got {}", anderson_memory);
+      iarg += 2;
+    } else if (kw == "fallback") {
+      need(iarg, 1, "fallback");
+      newton_fallback = utils::logical(FLERR, arg[iarg + 1], false, lmp) == 1;
       iarg += 2;
     } else if (kw == "mode") {
       need(iarg, 1, "mode");
@@ -158,8 +170,8 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
       iarg += 2;
     } else {
       error->all(FLERR,
-                 "fix actionmd: unknown keyword '{}' (known: types, tol, maxiter, mode, device, "
-                 "onfail, skin, langevin, zero, pair_forces)",
+                 "fix actionmd: unknown keyword '{}' (known: types, tol, maxiter, solver, memory, "
+                 "fallback, mode, device, onfail, skin, langevin, zero, pair_forces)",
                  kw);
     }
   }
@@ -318,7 +330,7 @@ void FixActionMD::check_ghost_cutoff(double extra, const char *when)
 void FixActionMD::setup(int)
 {
   for (double &t : timers) t = 0.0;    // timers and run statistics count from the start of a run
-  run_iter = run_evals = 0.0;
+  run_iter = run_evals = run_fallbacks = 0.0;
   run_steps = 0;
 
   // free-flight estimate of the largest displacement in one stride
@@ -580,145 +592,6 @@ void FixActionMD::unpack_reverse_comm(int n, int *list, double *buf)
   }
 }
 
-/* ----------------------------------------------------------------------
-   the solver. Unknowns of the owned atoms, scaled: u = (dq, dp*stride/m)
-   per atom (6 numbers), so every component is in Angstrom.
-------------------------------------------------------------------------- */
-
-// G(x) for the owned atoms at the current (dq, dp): gq <- dS/dqbar, gp <- dS/dpbar,
-// summed over all copies of each owned atom.
-double FixActionMD::eval_G(int nlocal, int natoms)
-{
-  forward(COMM_X);
-  ensure_edges(natoms);
-  std::vector<double> qbar(3 * natoms), pbar(3 * natoms);
-  for (int i = 0; i < 3 * natoms; ++i) {
-    qbar[i] = q[i] + 0.5 * dq[i];
-    pbar[i] = p[i] + 0.5 * dp[i];
-  }
-  double s = 0.0;
-  last_evals += 1.0;
-  if (natoms > 0) {
-    try {
-      Timed t(timers[T_MODEL]);
-      s = model->evaluate(nlocal, qbar.data(), pbar.data(), gq.data(), gp.data());
-    } catch (const std::exception &e) {
-      model_error(e, false);
-    }
-  }
-  reverse(COMM_G);
-  return s;
-}
-
-double FixActionMD::residual_norm(int nlocal, const std::vector<double> &r)
-{
-  double local = 0.0, global = 0.0;
-  for (int i = 0; i < 6 * nlocal; ++i) local = std::max(local, std::fabs(r[i]));
-  if (std::isnan(local)) local = HUGE_VAL;
-  Timed t(timers[T_COMM]);
-  MPI_Allreduce(&local, &global, 1, MPI_DOUBLE, MPI_MAX, world);
-  return global;
-}
-
-double FixActionMD::dot(const std::vector<double> &a, const std::vector<double> &b)
-{
-  double local = 0.0, global = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) local += a[i] * b[i];
-  Timed t(timers[T_COMM]);
-  MPI_Allreduce(&local, &global, 1, MPI_DOUBLE, MPI_SUM, world);
-  return global;
-}
-
-// out = D J D^-1 u with J v = v - 0.5*(hp, -hq), (hq, hp) = Hessian * (v_q, v_p).
-void FixActionMD::matvec(int nlocal, int natoms, const std::vector<double> &u,
-                         std::vector<double> &out)
-{
-  for (int i = 0; i < nlocal; ++i) {
-    double unscale = 1.0 / (stride * minv[i]);
-    for (int k = 0; k < 3; ++k) {
-      vq[3 * i + k] = u[6 * i + k];
-      vp[3 * i + k] = u[6 * i + 3 + k] * unscale;
-    }
-  }
-  forward(COMM_V);
-  if (natoms > 0) {
-    try {
-      Timed t(timers[T_MODEL]);
-      model->hvp(vq.data(), vp.data(), hq.data(), hp.data());
-    } catch (const std::exception &e) {
-      model_error(e, false);
-    }
-  }
-  reverse(COMM_H);
-  for (int i = 0; i < nlocal; ++i) {
-    double scale = stride * minv[i];
-    for (int k = 0; k < 3; ++k) {
-      out[6 * i + k] = vq[3 * i + k] - 0.5 * hp[3 * i + k];
-      out[6 * i + 3 + k] = (vp[3 * i + k] + 0.5 * hq[3 * i + k]) * scale;
-    }
-  }
-  last_evals += 1.0;
-}
-
-// Solve (D J D^-1) x = b by GMRES from x = 0 (no restart), relative tolerance krylov_rtol.
-// All ranks take identical decisions (every reduction is global). Returns iterations.
-int FixActionMD::gmres(int nlocal, int natoms, const std::vector<double> &b, std::vector<double> &x)
-{
-  const size_t n = b.size();
-  const int m = krylov_max;
-  x.assign(n, 0.0);
-  double beta = std::sqrt(dot(b, b));
-  if (beta == 0.0) return 0;
-  const double target = std::max(0.1 * tol, krylov_rtol * beta);    // as the Python engine
-  std::vector<std::vector<double>> V(1, b);
-  for (auto &v : V[0]) v /= beta;
-  std::vector<std::vector<double>> H(m + 1, std::vector<double>(m, 0.0));
-  std::vector<double> cs(m, 0.0), sn(m, 0.0), g(m + 1, 0.0);
-  g[0] = beta;
-  int k = 0;
-  std::vector<double> w(n);
-  for (; k < m; ++k) {
-    matvec(nlocal, natoms, V[k], w);
-    for (int j = 0; j <= k; ++j) {    // modified Gram-Schmidt
-      H[j][k] = dot(w, V[j]);
-      for (size_t i = 0; i < n; ++i) w[i] -= H[j][k] * V[j][i];
-    }
-    H[k + 1][k] = std::sqrt(dot(w, w));
-    for (int j = 0; j < k; ++j) {    // apply previous rotations
-      double t = cs[j] * H[j][k] + sn[j] * H[j + 1][k];
-      H[j + 1][k] = -sn[j] * H[j][k] + cs[j] * H[j + 1][k];
-      H[j][k] = t;
-    }
-    double r = std::hypot(H[k][k], H[k + 1][k]);
-    double hk1 = H[k + 1][k];
-    cs[k] = r > 0.0 ? H[k][k] / r : 1.0;
-    sn[k] = r > 0.0 ? hk1 / r : 0.0;
-    H[k][k] = r;
-    H[k + 1][k] = 0.0;
-    g[k + 1] = -sn[k] * g[k];
-    g[k] = cs[k] * g[k];
-    bool done = std::fabs(g[k + 1]) <= target || hk1 <= 1e-14 * beta;
-    if (!done && k + 1 < m) {
-      V.emplace_back(w);
-      for (auto &v : V.back()) v /= hk1;
-    }
-    if (done) {
-      ++k;
-      break;
-    }
-  }
-  k = std::min(k, m);
-  std::vector<double> y(k, 0.0);    // back substitution
-  for (int i = k - 1; i >= 0; --i) {
-    double s = g[i];
-    for (int j = i + 1; j < k; ++j) s -= H[i][j] * y[j];
-    y[i] = H[i][i] != 0.0 ? s / H[i][i] : 0.0;
-  }
-  for (int j = 0; j < k; ++j)
-    for (size_t i = 0; i < n; ++i) x[i] += y[j] * V[j][i];
-  return k;
-}
-
 /* ---------------------------------------------------------------------- */
 
 // splitmix64's finaliser: a well-mixed 64-bit hash.
@@ -855,68 +728,7 @@ void FixActionMD::initial_integrate(int)
   }
 
   if (mode == MODE_ACTION) {
-    std::vector<double> r(6 * nlocal), delta;
-    int iter = 0;
-    double res = 0.0;
-    // residual of the current iterate (scaled, owned atoms) and its max norm
-    auto residual = [&]() {
-      for (int i = 0; i < nlocal; ++i) {
-        double scale = stride * minv[i];
-        for (int k = 0; k < 3; ++k) {
-          r[6 * i + k] = dq[3 * i + k] - gp[3 * i + k];
-          r[6 * i + 3 + k] = (dp[3 * i + k] + gq[3 * i + k]) * scale;
-        }
-      }
-      return residual_norm(nlocal, r);
-    };
-    eval_G(nlocal, natoms);
-    res = residual();
-    std::vector<double> dq0(3 * nlocal), dp0(3 * nlocal);
-    for (;;) {
-      if (!std::isfinite(res))    // never continue from NaN, whatever onfail says
-        error->all(FLERR,
-                   "fix actionmd: step {}: the action or its gradient is not finite after {} "
-                   "Newton iteration(s); the configuration is outside what the model describes "
-                   "(overlapping atoms, wrong units or masses?)",
-                   update->ntimestep, iter);
-      if (res <= tol) break;
-      if (iter >= maxiter) {
-        if (!onfail_warn)
-          error->all(FLERR,
-                     "fix actionmd: the implicit step did not converge at step {}: residual {:.3e} "
-                     "A > tol {:.3e} A after {} Newton iterations (raise maxiter or tol, or use "
-                     "'onfail warn' to continue with the last iterate)",
-                     update->ntimestep, res, tol, iter);
-        if (comm->me == 0)
-          error->warning(FLERR, "fix actionmd: step {} not converged (residual {:.3e} A > tol "
-                                "{:.3e} A after {} iterations); continuing",
-                         update->ntimestep, res, tol, iter);
-        break;
-      }
-      ++iter;
-      // inexact Newton step by GMRES (uses the graph of the current iterate) ...
-      for (auto &ri : r) ri = -ri;
-      gmres(nlocal, natoms, r, delta);
-      std::copy(dq.begin(), dq.begin() + 3 * nlocal, dq0.begin());
-      std::copy(dp.begin(), dp.begin() + 3 * nlocal, dp0.begin());
-      // ... then halve it (at most 5 times) while the residual does not decrease
-      const double res0 = res;
-      double factor = 1.0;
-      for (int trial = 0; trial < 6; ++trial, factor *= 0.5) {
-        for (int i = 0; i < nlocal; ++i) {
-          double unscale = 1.0 / (stride * minv[i]);
-          for (int k = 0; k < 3; ++k) {
-            dq[3 * i + k] = dq0[3 * i + k] + factor * delta[6 * i + k];
-            dp[3 * i + k] = dp0[3 * i + k] + factor * delta[6 * i + 3 + k] * unscale;
-          }
-        }
-        eval_G(nlocal, natoms);
-        res = residual();
-        if (res < res0) break;    // false for a non-finite residual
-      }
-    }
-    last_iter = iter;
-    last_residual = res;
+    solve(nlocal, natoms);
     // the step is G(x_k): exact momentum conservation for translation-invariant S
     for (int i = 0; i < nlocal; ++i)
       for (int k = 0; k < 3; ++k) {
@@ -926,6 +738,7 @@ void FixActionMD::initial_integrate(int)
   } else {
     last_iter = 0;
     last_residual = 0.0;
+    last_fallbacks = 0.0;
   }
 
   // largest displacement: the ghost shell must have covered it
@@ -948,6 +761,7 @@ void FixActionMD::initial_integrate(int)
   run_steps += 1;
   run_iter += last_iter;
   run_evals += last_evals;
+  run_fallbacks += last_fallbacks;
 }
 
 void FixActionMD::final_integrate()
@@ -971,10 +785,12 @@ void FixActionMD::post_run()
   const double pct = total > 0.0 ? 100.0 / total : 0.0;
   std::string out = fmt::format(
       "fix {} (actionmd) timing: {} steps, {:.4g} s in the fix = {:.4g} s/step (average of {} "
-      "rank(s)), {:.3g} Newton iterations and {:.3g} action evaluations per step\n"
+      "rank(s)), {:.3g} {} iterations and {:.3g} action evaluations per step{}\n"
       "  Section  |  avg time  |  max time  | %fix\n",
       id, run_steps, total, total / static_cast<double>(run_steps), comm->nprocs,
-      run_iter / static_cast<double>(run_steps), run_evals / static_cast<double>(run_steps));
+      run_iter / static_cast<double>(run_steps), solver == SOLVER_NEWTON ? "Newton" : "Anderson",
+      run_evals / static_cast<double>(run_steps),
+      run_fallbacks > 0.0 ? fmt::format(" ({} step(s) finished by Newton)", run_fallbacks) : "");
   const char *names[] = {"Model", "Comm", "Edges", "Solver"};
   const int index[] = {T_MODEL, T_COMM, T_EDGES, T_NTIMERS};
   for (int s = 0; s < 4; ++s) {

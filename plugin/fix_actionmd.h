@@ -3,9 +3,9 @@
  *
  *   fix ID all actionmd MODEL types El1 El2 ... [keyword value ...]
  *
- * One step solves q' = q + dS/dpbar, p' = p - dS/dqbar at the midpoint with
- * Newton-Krylov (GMRES, Hessian-vector products from autograd). No libtorch
- * headers here: the model is reached through actionmd::ActionModel. */
+ * One step solves q' = q + dS/dpbar, p' = p - dS/dqbar at the midpoint by Anderson
+ * mixing or Newton-Krylov (fix_actionmd_solver.cpp). No libtorch headers here: the
+ * model is reached through actionmd::ActionModel. */
 #ifndef LMP_FIX_ACTIONMD_H
 #define LMP_FIX_ACTIONMD_H
 
@@ -47,7 +47,10 @@ class FixActionMD : public Fix {
 
   enum { MODE_ACTION, MODE_PREDICTOR } mode;
   double tol;                   // Angstrom
-  int maxiter;                  // Newton iterations per step
+  int maxiter;                  // solver iterations per step (and as many again for the fallback)
+  enum { SOLVER_ANDERSON, SOLVER_NEWTON } solver;
+  int anderson_memory;          // past iterates Anderson mixing keeps
+  bool newton_fallback;         // Newton finishes a step whose Anderson iteration stalled
   int krylov_max;               // GMRES iterations per Newton step (unrestarted)
   double krylov_rtol;           // GMRES target: max(0.1 tol, krylov_rtol |b|)
   bool onfail_warn;
@@ -74,12 +77,13 @@ class FixActionMD : public Fix {
   enum { COMM_P, COMM_X, COMM_V, COMM_G, COMM_H } comm_mode;
 
   // statistics for compute_vector
-  double last_iter, last_residual, last_evals, last_rebuilds;
+  double last_iter, last_residual, last_evals, last_rebuilds, last_fallbacks;
 
   // wall-clock seconds spent in the fix since the run started, on this rank (MPI_Wtime)
   enum { T_TOTAL, T_MODEL, T_COMM, T_EDGES, T_NTIMERS };
   double timers[T_NTIMERS];
-  double run_iter, run_evals;    // Newton iterations and action evaluations in this run
+  double run_iter, run_evals, run_fallbacks;    // solver iterations, action evaluations and
+                                                // Newton fallbacks in this run
   bigint run_steps;              // steps taken in this run
 
   void half_kick();    // v += dt/2 * f/m: forces in f from other fixes (Strang splitting)
@@ -91,7 +95,12 @@ class FixActionMD : public Fix {
   void forward(int which);
   void reverse(int which);
   void ensure_edges(int natoms);
-  double eval_G(int nlocal, int natoms);
+  void solve(int nlocal, int natoms);
+  double newton_step(int nlocal, int natoms, std::vector<double> &r, double res0);
+  double scaled_residual(int nlocal, std::vector<double> &r);
+  void pack_unknowns(int nlocal, std::vector<double> &u) const;
+  void unpack_unknowns(int nlocal, const std::vector<double> &u);
+  double eval_G(int nlocal, int natoms, bool keep_graph);
   void matvec(int nlocal, int natoms, const std::vector<double> &u, std::vector<double> &out);
   double residual_norm(int nlocal, const std::vector<double> &r);
   double dot(const std::vector<double> &a, const std::vector<double> &b);

@@ -42,7 +42,7 @@ class TorchScriptModel : public ActionModel {
   }
 
   double evaluate(int nsum, const double *qbar, const double *pbar, double *gq,
-                  double *gp) override
+                  double *gp, bool keep_graph) override
   {
     try {
       // grad mode is thread-local: a Python host may call LAMMPS inside torch.no_grad()
@@ -56,8 +56,9 @@ class TorchScriptModel : public ActionModel {
         throw ModelError("forward() returned shape " + shape(per_atom) + ", expected [" +
                          std::to_string(natoms_) + "] (one action contribution per atom)");
       auto total = per_atom.narrow(0, 0, nsum).sum();
-      auto g = torch::autograd::grad({total}, {qbar_, pbar_}, {}, /*retain_graph=*/true,
-                                     /*create_graph=*/true, /*allow_unused=*/true);
+      auto g = torch::autograd::grad({total}, {qbar_, pbar_}, {}, /*retain_graph=*/keep_graph,
+                                     /*create_graph=*/keep_graph, /*allow_unused=*/true);
+      has_graph_ = keep_graph;
       gq_ = defined_or_zero(g[0], qbar_);
       gp_ = defined_or_zero(g[1], pbar_);
       from_tensor(gq_, gq);
@@ -73,6 +74,8 @@ class TorchScriptModel : public ActionModel {
   void hvp(const double *vq, const double *vp, double *hq, double *hp) override
   {
     try {
+      if (!has_graph_)
+        throw ModelError("hvp() needs the graph of evaluate(..., keep_graph = true)");
       torch::AutoGradMode enable_grad(true);
       auto dot = (gq_ * to_tensor(vq)).sum() + (gp_ * to_tensor(vp)).sum();
       if (!dot.requires_grad()) {
@@ -148,6 +151,7 @@ class TorchScriptModel : public ActionModel {
   torch::Device device_;
   torch::Dtype dtype_;
   int64_t natoms_ = 0;
+  bool has_graph_ = false;    // the last evaluate() kept the graph hvp() differentiates
   torch::Tensor types_, edges_, shifts_, qbar_, pbar_, gq_, gp_;
 };
 
@@ -243,7 +247,7 @@ std::unique_ptr<ActionModel> load_torchscript_model(const std::string &path,
     std::vector<double> q = {0.0, 0.0, 0.0, d, 0.0, 0.0}, p = {0.01, 0.0, 0.0, -0.01, 0.0, 0.0};
     std::vector<double> g1(6), g2(6), h1(6), h2(6);
     model->set_graph(2, {0, 0}, {0, 1, 1, 0});
-    model->evaluate(2, q.data(), p.data(), g1.data(), g2.data());
+    model->evaluate(2, q.data(), p.data(), g1.data(), g2.data(), /*keep_graph=*/true);
     model->hvp(p.data(), q.data(), h1.data(), h2.data());
     if (model->metadata().has_predictor) model->predict(q.data(), p.data(), h1.data(), h2.data());
   } catch (const ModelError &e) {

@@ -118,6 +118,9 @@ BAD_INPUTS = [
     (dict(extra_fix="tol"), "keyword 'tol' needs 1 value(s)"),
     (dict(extra_fix="tol -1"), "tol must be > 0"),
     (dict(extra_fix="maxiter 0"), "maxiter must be >= 1"),
+    (dict(extra_fix="solver broyden"), "solver must be 'anderson' or 'newton'"),
+    (dict(extra_fix="memory 0"), "memory must be >= 1 (past iterates kept by Anderson mixing)"),
+    (dict(extra_fix="fallback sometimes"), "Expected boolean parameter instead of 'sometimes'"),
     (dict(extra_fix="mode fast"), "mode must be 'action' or 'predictor'"),
     (dict(extra_fix="mode predictor"), "mode predictor needs a model with a predictor"),
     (dict(extra_fix="onfail maybe"), "onfail must be 'error' or 'warn'"),
@@ -184,9 +187,19 @@ def test_bad_type_mapping(run_lmp, model_dir, types, message):
 # ---------------------------------------------------------------------------- physics
 
 
-def test_harmonic_step_matches_analytic_implicit_midpoint(run_lmp):
+HARMONIC_SOLVERS = {
+    "anderson": ("solver anderson", (1, 8)),
+    "newton": ("solver newton", (1, 3)),
+    # two Anderson iterations with one remembered iterate cannot solve it: Newton finishes each step
+    "newton fallback": ("memory 1 maxiter 2", (3, 4)),
+}
+
+
+@pytest.mark.parametrize("solver", HARMONIC_SOLVERS)
+def test_harmonic_step_matches_analytic_implicit_midpoint(run_lmp, solver):
     """S = h*(p^2/2m + k q^2/2) with w*h = 3 > pi/2 (fixed-point iteration would diverge):
-    one stride of the implicit midpoint rule has a closed form."""
+    one stride of the implicit midpoint rule has a closed form. Every solver, on 1 and 2 ranks."""
+    keywords, (fewest, most) = HARMONIC_SOLVERS[solver]
     h, m = 10.0, AR
     w = 3.0 / h
     k = m * w * w
@@ -213,7 +226,7 @@ neighbor 0.5 bin
 comm_modify cutoff 12.0
 timestep {h / 1000}
 plugin load @PLUGIN@
-fix int all actionmd harm.pt types Ar tol 1e-12
+fix int all actionmd harm.pt types Ar tol 1e-12 {keywords}
 thermo_style custom step f_int[1] f_int[2] f_int[3]
 thermo 1
 dump d all custom {steps} traj.dump id x y z vx vy vz
@@ -232,7 +245,8 @@ run {steps}
         assert np.abs(got[:, 4:7] - p / m * 1000.0).max() < 1e-9  # A/ps
         rows = r.thermo()
         assert all(row["f_int[2]"] <= 1e-12 for row in rows[1:])
-        assert all(1 <= row["f_int[1]"] <= 3 for row in rows[1:])
+        assert all(fewest <= row["f_int[1]"] <= most for row in rows[1:]), rows
+        assert ("finished by Newton" in r.output) == (solver == "newton fallback"), r.output[-2000:]
 
 
 def _lj_trajectory(run_lmp, model, np_, steps, extra_fix="", procs=""):
@@ -308,6 +322,9 @@ def test_nonconvergence_is_an_error_or_a_warning(run_lmp, model_dir):
     r = run_lmp(lj_script(model_dir / "lj.pt", steps=2, extra_fix="maxiter 1 tol 1e-30"))
     assert r.returncode != 0
     assert "did not converge at step 1" in r.output and "residual" in r.output, r.output[-3000:]
+    assert "after 2 anderson then newton iterations" in r.output, r.output[-3000:]
+    r = run_lmp(lj_script(model_dir / "lj.pt", steps=2, extra_fix="maxiter 1 tol 1e-30 fallback no"))
+    assert "after 1 anderson iterations" in r.output, r.output[-3000:]
     r = run_lmp(lj_script(model_dir / "lj.pt", steps=2, extra_fix="maxiter 1 tol 1e-30 onfail warn"))
     assert r.returncode == 0, r.output[-3000:]
     assert "not converged" in r.output
