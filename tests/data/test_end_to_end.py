@@ -48,6 +48,36 @@ def test_generate_train_export_run(lj_file, tmp_path):
     assert dyn.solver_summary()["max_residual"] <= 1e-8 and np.isfinite(atoms.positions).all()
 
 
+def test_a_new_predictor_trains_beside_a_frozen_action(lj_file, tmp_path):
+    """start_from + freeze_action: a run's action is kept bit for bit and a new (angular) predictor learns."""
+    import torch
+    train_from_config(write_config(tmp_path, lj_file, training={"epochs": 2, "pretrain_epochs": 1,
+                                                                "batch_frames": 1, "rollout_steps": 0}),
+                      progress=False)
+    second = tmp_path / "second"
+    second.mkdir()
+    config = write_config(second, lj_file, start_from="../run", output="run-predictor",
+                          model={"cutoff": 5.0, "features": 16, "layers": 1, "dtype": "float32",
+                                 "predictor_angular": True},
+                          training={"epochs": 4, "pretrain_epochs": 0, "batch_frames": 1, "learning_rate": 3e-3,
+                                    "freeze_action": True, "rollout_steps": 0})
+    model_path = train_from_config(config, progress=False)
+    start = torch.load(tmp_path / "run" / "best_weights.pt")
+    trained = torch.load(second / "run-predictor" / "best_weights.pt")
+    action_keys = [k for k in start if k.startswith("action.")]
+    assert action_keys and all(torch.equal(start[k], trained[k]) for k in action_keys)
+    log = (second / "run-predictor" / "log.csv").read_text().splitlines()
+    rows = [dict(zip(log[0].split(","), line.split(","))) for line in log[1:]]
+    assert len({r["val_action"] for r in rows}) == 1  # the action did not move
+    assert float(rows[-1]["val_predictor"]) < 0.7 * float(rows[0]["val_predictor"])
+    meta = load_model(model_path, device="cpu").metadata
+    assert meta.extra["architecture"]["predictor_angular"] and meta.interaction_range == 10.0
+    with pytest.raises(TrainConfigError, match="freeze_action needs start_from"):
+        read_config(write_config(second, lj_file, training={"freeze_action": True}))
+    with pytest.raises(TrainConfigError, match="that run's stride is 4.0 fs, this config's 8.0 fs"):
+        train_from_config(write_config(second, lj_file, stride=8.0, start_from="../run"), progress=False)
+
+
 def test_bad_training_configs(lj_file, tmp_path):
     with pytest.raises(TrainConfigError, match=r"unknown key\(s\) \['epochs'\]"):
         read_config(write_config(tmp_path, lj_file, epochs=3))

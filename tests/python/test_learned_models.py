@@ -17,7 +17,7 @@ from ref_systems import ne_xe_crystal
 def randomised(seed=0, predictor=True, dtype="float64", angular=False):
     module, meta = build_learned_model(["Ne", "Xe"], stride=8.0, cutoff=5.0, features=16, layers=2,
                                        predictor=predictor, dtype=dtype, energy_scale=1e-3, seed=seed,
-                                       angular=angular)
+                                       angular=angular, predictor_angular=angular and predictor)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in module.parameters():
@@ -85,8 +85,9 @@ def test_isolated_atom_is_a_free_particle(angular):
     assert torch.allclose(gp, 8.0 * p / masses, rtol=1e-14)
 
 
-def test_predictor_is_equivariant_and_conserves_momentum(system):
-    module, _ = randomised()
+@pytest.mark.parametrize("angular", [False, True])
+def test_predictor_is_equivariant_and_conserves_momentum(system, angular):
+    module, _ = randomised(angular=angular)
     q, p, types, edges, shifts = inputs(system)
     dq, dp = module.predict(q, p, types, edges, shifts)
     assert dp.abs().max() > 1e-3  # the randomised predictor really transfers momentum
@@ -113,12 +114,15 @@ def test_learned_model_exports_and_runs_in_the_map(tmp_path, system):
     assert report.converged and np.abs(p.sum(0) - p0.sum(0)).max() < 1e-5
 
 
-@pytest.mark.parametrize("predictor_layers, expected_range", [(2, 15.0), (1, 10.0)])
-def test_interaction_range_bounds_what_an_atom_sees(system, predictor_layers, expected_range):
+@pytest.mark.parametrize("layers, predictor_layers, predictor_angular, expected_range",
+                         [(2, 2, False, 15.0), (2, 1, False, 10.0), (1, 0, False, 5.0), (1, 0, True, 10.0)])
+def test_interaction_range_bounds_what_an_atom_sees(system, layers, predictor_layers, predictor_angular,
+                                                    expected_range):
     """Moving atoms beyond interaction_range of atom 0 leaves its action term and prediction unchanged,
     while moving one just inside does change them: the stated range is what the model really uses."""
-    module, meta = build_learned_model(["Ne", "Xe"], stride=8.0, cutoff=5.0, features=8, layers=2,
-                                       predictor_layers=predictor_layers, dtype="float64", seed=1)
+    module, meta = build_learned_model(["Ne", "Xe"], stride=8.0, cutoff=5.0, features=8, layers=layers,
+                                       predictor_layers=predictor_layers, predictor_angular=predictor_angular,
+                                       dtype="float64", seed=1)
     assert meta["interaction_range"] == expected_range
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():

@@ -11,7 +11,8 @@ __all__ = ["ActionNet", "Predictor", "LearnedAction", "LearnedActionWithPredicto
 
 
 def build_learned_model(species, stride, cutoff, *, masses=None, features=32, layers=2, radial_size=8,
-                        predictor=True, predictor_layers=None, angular=False, energy_scale=1.0, momentum_scale=1.0,
+                        predictor=True, predictor_layers=None, angular=False, predictor_angular=False,
+                        energy_scale=1.0, momentum_scale=1.0,
                         length_scale=0.1, velocity_scale=0.01, dtype="float32", seed=0):
     """A fresh (untrained) learned model and its metadata.
 
@@ -19,7 +20,9 @@ def build_learned_model(species, stride, cutoff, *, masses=None, features=32, la
     reads its neighbours' features ((predictor_layers + 1) x cutoff), so a parallel engine's ghost shell
     fits both. predictor_layers (default: layers) = layers - 1 keeps the range at layers x cutoff: a
     thinner ghost shell, which is most of a small LAMMPS subdomain's cost. angular adds bond-angle moments
-    to the action's features (models.layers.AngularMoments), for many-body potentials such as SNAP.
+    to the action's features (models.layers.AngularMoments), for many-body potentials such as SNAP;
+    predictor_angular to the predictor's (a closer first guess, fewer solver iterations; its pair terms
+    then read the neighbours' moments, one cutoff more of range).
     """
     predictor_layers = layers if predictor_layers is None else int(predictor_layers)
     if predictor_layers < 0:
@@ -34,8 +37,9 @@ def build_learned_model(species, stride, cutoff, *, masses=None, features=32, la
     if predictor:
         module = LearnedActionWithPredictor(action, Predictor(
             mass_tensor, stride, cutoff, momentum_scale=momentum_scale, length_scale=length_scale,
-            velocity_scale=velocity_scale, **{**hyper, "layers": predictor_layers}))
-        interaction_range = max(action_shells, predictor_layers + 1) * cutoff
+            velocity_scale=velocity_scale, angular=bool(predictor_angular), **{**hyper, "layers": predictor_layers}))
+        predictor_shells = max(predictor_layers, 1 if predictor_angular else 0) + 1
+        interaction_range = max(action_shells, predictor_shells) * cutoff
     else:
         module = LearnedAction(action)
         interaction_range = action_shells * cutoff
@@ -48,6 +52,7 @@ def build_learned_model(species, stride, cutoff, *, masses=None, features=32, la
                                   **({"predictor_layers": predictor_layers}
                                      if predictor and predictor_layers != layers else {}),
                                   **({"angular": True} if angular else {}),
+                                  **({"predictor_angular": True} if predictor and predictor_angular else {}),
                                   "energy_scale": energy_scale,
                                   "momentum_scale": momentum_scale, "length_scale": length_scale,
                                   "velocity_scale": velocity_scale})

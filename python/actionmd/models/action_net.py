@@ -82,10 +82,10 @@ class Predictor(nn.Module):
 
     def __init__(self, masses: torch.Tensor, stride: float, cutoff: float, features: int = 32, layers: int = 2,
                  radial_size: int = 8, momentum_scale: float = 1.0, length_scale: float = 0.1,
-                 velocity_scale: float = 0.01):
+                 velocity_scale: float = 0.01, angular: bool = False):
         super().__init__()
         n_species = masses.shape[0]
-        self.encoder = Encoder(n_species, features, layers, cutoff, radial_size)
+        self.encoder = Encoder(n_species, features, layers, cutoff, radial_size, angular)
         # symmetric pair features -> momentum transfer (force-like f along u, drag-like g on v_j - v_i)
         self.transfer_head = _zero_last(mlp([2 * features + radial_size + 4, features, 2]))
         # per-edge position corrections (need not be symmetric)

@@ -10,6 +10,9 @@
                                   # angular: true adds bond-angle moments (many-body potentials, e.g. SNAP)
     training: {epochs: 200, pretrain_epochs: 5, batch_frames: 2, learning_rate: 1e-3, patience: 20}
     output: runs/lj-mixture       # checkpoint.pt, log.csv, best_weights.pt, model.pt
+    start_from: runs/earlier      # optional: a run whose best weights start every parameter they fit;
+                                  # with training: {freeze_action: true} only the predictor trains (a new
+                                  # predictor, e.g. predictor_angular: true, for an action already trained)
 """
 from __future__ import annotations
 
@@ -26,9 +29,11 @@ from ..models import build_learned_model, scales_from_frames
 from .dataset import frames_from_dataset
 from .trainer import Trainer, TrainingOptions, split_by_trajectory
 
-MODEL_KEYS = {"cutoff", "features", "layers", "radial_size", "predictor", "predictor_layers", "angular", "dtype",
-              "seed"}
-TOP_KEYS = {"data", "stride", "every", "validation_fraction", "model", "training", "output", "description"}
+MODEL_KEYS = {"cutoff", "features", "layers", "radial_size", "predictor", "predictor_layers", "angular",
+              "predictor_angular", "dtype", "seed"}
+TOP_KEYS = {"data", "stride", "every", "validation_fraction", "model", "training", "output", "description",
+            "start_from"}
+SCALES = ("energy_scale", "momentum_scale", "length_scale", "velocity_scale")
 
 
 class TrainConfigError(ValueError):
@@ -61,6 +66,11 @@ def read_config(path: str | Path) -> dict:
     base = Path(path).parent
     config["data"] = [str(base / d) for d in ([config["data"]] if isinstance(config["data"], str) else config["data"])]
     config["output"] = str(base / config["output"])
+    if config.get("start_from") is not None:
+        config["start_from"] = str(base / config["start_from"])
+    if (config.get("training") or {}).get("freeze_action") and not config.get("start_from"):
+        raise TrainConfigError(f"{path}: training.freeze_action needs start_from: the run whose trained action "
+                               "to keep")
     return config
 
 
@@ -94,9 +104,14 @@ def _train(config: dict, path, options: "TrainingOptions") -> Path | None:
     species = sorted({int(z) for trajectory in trajectories for f in trajectory for z in f.numbers})
     masses = {int(z): float(m) for s in dataset.segments for z, m in zip(s.atomic_numbers, s.masses)}
     model_options = dict(config["model"])
+    start = _start_weights(config["start_from"], stride) if config.get("start_from") else None
+    scales = {k: start[1]["architecture"][k] for k in SCALES} if start else scales_from_frames(training, stride)
     module, metadata = build_learned_model(species, stride, masses=[masses[z] for z in species],
-                                           **model_options, **scales_from_frames(training, stride))
-    metadata["training"] = {"config": str(path), "data": config["data"], "description": config.get("description")}
+                                           **model_options, **scales)
+    if start:
+        _load_matching(module, start[0], config["start_from"], require_action=options.freeze_action)
+    metadata["training"] = {"config": str(path), "data": config["data"], "description": config.get("description"),
+                            **({"start_from": config["start_from"]} if start else {})}
     trainer = Trainer(module, metadata, training, validation, config["output"], options)
     history = trainer.fit()
     output = Path(config["output"]) / "model.pt"
@@ -106,6 +121,35 @@ def _train(config: dict, path, options: "TrainingOptions") -> Path | None:
         export_model(trainer.best_model().cpu(), output, metadata)
         return output
     return None
+
+
+def _start_weights(run_directory: str, stride: float):
+    """The best weights and metadata of an earlier run, to start from."""
+    run = Path(run_directory)
+    checkpoint = run / "checkpoint.pt"
+    if not checkpoint.exists():
+        raise TrainConfigError(f"start_from {run}: no checkpoint.pt; is this the 'output' of `actionmd train`?")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    if float(state["metadata"]["stride"]) != stride:
+        raise TrainConfigError(f"start_from {run}: that run's stride is {state['metadata']['stride']} fs, this "
+                               f"config's {stride} fs; an action is only valid at its own stride")
+    best = run / "best_weights.pt"
+    weights = torch.load(best, map_location="cpu") if best.exists() else state["model"]
+    return weights, state["metadata"]
+
+
+def _load_matching(module: torch.nn.Module, weights: dict, source: str, require_action: bool) -> None:
+    """Copy every tensor of ``weights`` whose name and shape fit ``module``; with require_action, the whole
+    action must fit (it is kept frozen, so a mismatch would train a predictor for some other action)."""
+    own = module.state_dict()
+    fitting = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    missing_action = [k for k in own if k.startswith("action.") and k not in fitting]
+    if require_action and missing_action:
+        raise TrainConfigError(f"start_from {source}: its action does not fit this config's model (no match for "
+                               f"{missing_action[:3]}...); freeze_action needs the same action architecture")
+    if not fitting:
+        raise TrainConfigError(f"start_from {source}: none of its weights fit this config's model")
+    module.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in fitting.items()}})
 
 
 def export_from_run(run_directory: str | Path, output: str | Path, dtype: str | None = None) -> Path:

@@ -37,6 +37,7 @@ class TrainingOptions:
     predictor_weight: float = 1.0
     seed: int = 0
     rollout_steps: int = 50           # a rollout with the real solver after training (0: none)
+    freeze_action: bool = False       # train the predictor only (the action comes from start_from)
     device: str = "cpu"
     progress: bool = True
 
@@ -49,11 +50,15 @@ class Objective(nn.Module):
         self.model, self.stride = model, stride
         self.baseline = [float(b) for b in baseline]  # [action, predictor, force]: losses are fractions of these
         self.phase = "action"
+        self.freeze_action = False
 
     def forward(self, batch) -> torch.Tensor:
         if self.phase == "pretrain":
             force = force_loss(self.model.action.potential_energy_per_atom, batch, self.stride)
             return (force / self.baseline[2]).reshape(1)
+        if self.freeze_action and self.training:  # the frozen action's loss is constant: skip its cost
+            predictor = predictor_loss(self.model, batch, self.stride) / self.baseline[1]
+            return torch.stack([torch.zeros_like(predictor), predictor])
         losses = [action_loss(self.model, batch, self.stride) / self.baseline[0]]
         if hasattr(self.model, "predict"):
             losses.append(predictor_loss(self.model, batch, self.stride) / self.baseline[1])
@@ -105,12 +110,20 @@ class Trainer:
                              "smaller batch_frames, more data, or fewer ranks")
         if options.pretrain_epochs and any(b.forces is None for b in self.training):
             raise ValueError("pretrain_epochs > 0 needs reference forces in every training frame")
+        if options.freeze_action:
+            if not hasattr(model, "predictor") or options.pretrain_epochs:
+                raise ValueError("freeze_action trains the predictor only: it needs a model with a predictor "
+                                 "and pretrain_epochs: 0 (force pretraining trains the action)")
+            for parameter in self.model.action.parameters():
+                parameter.requires_grad_(False)
         self.objective = Objective(self.model, self.stride, baselines(self.training, self.stride))
+        self.objective.freeze_action = options.freeze_action
         # buffers are constants (masses, basis frequencies): nothing to broadcast at each forward
         self.wrapped = (nn.parallel.DistributedDataParallel(self.objective, find_unused_parameters=True,
                                                             broadcast_buffers=False)
                         if self.world > 1 else self.objective)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=options.learning_rate,
+        self.optimizer = torch.optim.AdamW([q for q in self.model.parameters() if q.requires_grad],
+                                           lr=options.learning_rate,
                                            weight_decay=options.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.5,
                                                                     patience=options.lr_patience)
