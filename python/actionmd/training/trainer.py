@@ -56,7 +56,7 @@ class Objective(nn.Module):
         if self.phase == "pretrain":
             force = force_loss(self.model.action.potential_energy_per_atom, batch, self.stride)
             return (force / self.baseline[2]).reshape(1)
-        if self.freeze_action and self.training:  # the frozen action's loss is constant: skip its cost
+        if self.freeze_action and self.model.training:  # the frozen action's loss is constant: skip its cost
             predictor = predictor_loss(self.model, batch, self.stride) / self.baseline[1]
             return torch.stack([torch.zeros_like(predictor), predictor])
         losses = [action_loss(self.model, batch, self.stride) / self.baseline[0]]
