@@ -1,7 +1,8 @@
 /* actionmd LAMMPS plugin: the implicit solve of fix actionmd (see fix_actionmd.h, docs/lammps.md).
  *
  * Unknowns x = (dq, dp) of the owned atoms; G(x) = (dS/dpbar, -dS/dqbar) at the midpoint; residual
- * R = x - G(x). Anderson mixing (default) needs gradients only; Newton-Krylov (GMRES on J = I - dG/dx,
+ * R = x - G(x). Anderson mixing (default) needs gradients only (it mixes G~, G with the kinetic
+ * coupling in Gauss-Seidel order, as actionmd.solver); Newton-Krylov (GMRES on J = I - dG/dx,
  * Hessian-vector products by autograd) takes fewer, dearer iterations, and finishes a step whose
  * Anderson iteration stalled (fallback yes). The decisions mirror actionmd.solver in Python. */
 #include "fix_actionmd.h"
@@ -70,9 +71,14 @@ void FixActionMD::solve(int nlocal, int natoms)
     if (newton) {
       res = newton_step(nlocal, natoms, r, res);
     } else {
-      // x <- x + f - (dX + dF) gamma, f = G(x) - x = -R
+      // x <- x + f - (dX + dF) gamma, f = G~(x) - x: the kinetic coupling in Gauss-Seidel order,
+      // dp' = -dS/dqbar, then dq' = dS/dpbar + stride (dp' - dp) / 2m (scaled: f_q = -R_q - R_p / 2)
       pack_unknowns(nlocal, x);
-      for (auto &ri : r) ri = -ri;
+      for (int i = 0; i < nlocal; ++i)
+        for (int k = 0; k < 3; ++k) {
+          r[6 * i + k] = -r[6 * i + k] - 0.5 * r[6 * i + 3 + k];
+          r[6 * i + 3 + k] = -r[6 * i + 3 + k];
+        }
       mixer.update(x, r);
       unpack_unknowns(nlocal, x);
       eval_G(nlocal, natoms, false);

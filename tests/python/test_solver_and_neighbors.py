@@ -119,3 +119,28 @@ def test_newton_takes_over_when_anderson_stalls(model_dir):
     exact = ActionMap(str(path), guess="free_flight", solver=SolverOptions(method="newton", tol=1e-12))
     q2, p2, _ = exact.step(q, p, types, np.zeros((3, 3)), [False] * 3)
     assert np.abs(q1 - q2).max() < 1e-9
+
+
+@pytest.mark.parametrize("w_dt", [1.6, 2.6])
+def test_anderson_takes_the_kinetic_coupling_in_gauss_seidel_order(w_dt):
+    """S = h (p^2/2m + k q^2/2): from free flight, one plain step of the mixed map leaves exactly (w h/2)^2
+    of the residual (G itself contracts only as w h/2), and Anderson then solves this linear problem,
+    whose iteration has the two eigenvalues 0 and -(w h/2)^2, in one more step, also past w h = 2."""
+    h, m = 10.0, 2.0
+    k = m * (w_dt / h) ** 2
+    generator = torch.Generator().manual_seed(0)
+    q = torch.randn(5, 3, dtype=torch.float64, generator=generator)
+    p = 0.05 * torch.randn(5, 3, dtype=torch.float64, generator=generator)
+    masses = torch.full((5,), m, dtype=torch.float64)
+
+    def action(qbar, pbar):
+        return h * ((pbar * pbar).sum() / (2 * m) + k * (qbar * qbar).sum() / 2)
+
+    guess = (h * p / m, torch.zeros_like(p))
+    first = float((h * k * (q + guess[0] / 2)).abs().max()) * h / m  # only the momentum residual is nonzero
+    options = SolverOptions(maxiter=1, tol=1e-30, onfail="warn", newton_fallback=False)
+    with pytest.warns(RuntimeWarning, match="not solved"):
+        report = solve(action, q, p, masses, h, guess, options)[2]
+    assert report.residual == pytest.approx((w_dt / 2) ** 2 * first, rel=1e-10)
+    report = solve(action, q, p, masses, h, guess, SolverOptions(tol=1e-12, newton_fallback=False))[2]
+    assert report.converged and report.iterations == 2, report
