@@ -1,0 +1,112 @@
+"""Speed goals on a noisy machine: wall time per simulated ps, repeated and interleaved.
+
+    python bench/speed_ratio.py SYSTEM MODEL DATA.h5 [--time-ps 2] [--repeats 3] [--reference-ranks 2]
+                                [--ranks 2] --out FILE.json
+
+bench/side_by_side.py times every run once, and one run's wall time on this shared 2-vCPU VM varies by
+±20 % from one minute to the next. Here, from the same held-out state, each round runs in turn:
+  - the truth: LAMMPS velocity Verlet at the dataset's reference dt (--reference-ranks MPI ranks),
+  - the action map in ASE (ActionVerlet, predictor guess, default solver),
+  - the action map in LAMMPS (`fix actionmd`, --ranks; 0 to skip),
+  - the same-backbone ML potential with velocity Verlet at the reference dt (ASE),
+with the output of the side by side (a frame per stride). LAMMPS runs are timed by their own "Loop time"
+(integration only), ASE runs after a warm-up of a few strides (TorchScript specialises on its first calls).
+The result: every run's s/ps per round, their medians, and the medians of the per-round speed-ups against
+the truth and against the same-backbone ML potential.
+"""
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import time
+from pathlib import Path
+
+import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps, FACTS.md)
+
+from actionmd.demo.runs import lammps_input, run_ase_action, run_lammps
+from actionmd.model_file import read_metadata
+from side_by_side import Start, same_backbone_speed
+
+LOOP_TIME = re.compile(r"Loop time of ([0-9.eE+-]+) on")
+
+
+def lammps_seconds_per_ps(result, workdir: Path, label: str) -> float:
+    """s/ps from LAMMPS's own loop time (the integration, without start-up and data file reading)."""
+    name = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-").lower()
+    times = LOOP_TIME.findall((workdir / f"log.{name}").read_text())
+    return (float(times[-1]) if times else result.wall_seconds) / result.simulated_ps
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("system")
+    parser.add_argument("model", type=Path)
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--segment", type=int, default=-1)
+    parser.add_argument("--time-ps", type=float, default=2.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--reference-ranks", type=int, default=2)
+    parser.add_argument("--ranks", type=int, default=2, help="fix actionmd on N MPI ranks (0: skip)")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    work = args.out.with_suffix("") / "runs"
+    start = Start(args.system, args.data, args.segment, work)
+    meta = read_metadata(args.model)
+    dt, stride = start.state["dt_fs"], meta.stride
+    every = int(round(stride / dt))
+    strides = int(round(args.time_ps * 1000 / stride))
+    truth, ase, fix, mlp = (f"velocity Verlet {dt:g} fs (LAMMPS, {args.reference_ranks} ranks)",
+                            f"action map {stride:g} fs (ASE)",
+                            f"action map {stride:g} fs (LAMMPS fix actionmd, {args.ranks} ranks)",
+                            f"same-backbone ML potential, velocity Verlet {dt:g} fs (ASE)")
+    fix_line = f"fix int all actionmd {args.model.resolve()} types {' '.join(start.cfg['elements'])}"
+    run_ase_action("warm-up", work / "ase", start.atoms.copy(), args.model, 5, guess="predictor")
+
+    rounds = []
+    for _ in range(args.repeats):
+        row = {}
+        result = run_lammps(truth, work / "truth", lammps_input(
+            start.data_file, dt, strides * every, every, ["fix int all nve"], start.reference, **start.common),
+            strides * every, dt, every, ranks=args.reference_ranks)
+        row[truth] = lammps_seconds_per_ps(result, work / "truth", truth)
+        result = run_ase_action(ase, work / "ase", start.atoms.copy(), args.model, strides, guess="predictor")
+        row[ase] = result.wall_seconds / result.simulated_ps
+        row["iterations per stride (ASE)"] = result.mean_iterations
+        if args.ranks:
+            result = run_lammps(fix, work / "fix", lammps_input(
+                start.data_file, stride, strides, 1, [fix_line],
+                [f"pair_style zero {meta.cutoff:g}", "pair_coeff * *",
+                 f"comm_modify cutoff {meta.interaction_range + 4:g}"], **start.common),
+                strides, stride, 1, ranks=args.ranks)
+            row[fix] = lammps_seconds_per_ps(result, work / "fix", fix)
+        result = same_backbone_speed(mlp, args.model, start.atoms.copy(), dt, strides * every)
+        row[mlp] = result.wall_seconds / result.simulated_ps
+        rounds.append(row)
+        print(json.dumps(row))
+
+    timed = [label for label in (truth, ase, fix, mlp) if label in rounds[0]]
+    median = {label: statistics.median(r[label] for r in rounds) for label in timed}
+    speedup = {label: {"vs_truth": statistics.median(r[truth] / r[label] for r in rounds),
+                       "vs_same_backbone_mlp": statistics.median(r[mlp] / r[label] for r in rounds)}
+               for label in timed}
+    summary = {"system": args.system, "model": str(args.model), "n_atoms": len(start.atoms), "time_ps": args.time_ps,
+               "repeats": args.repeats, "reference_dt_fs": dt, "stride_fs": stride,
+               "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                           "load_average": os.getloadavg()},
+               "finished_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "seconds_per_ps": {label: [r[label] for r in rounds] for label in timed},
+               "median_seconds_per_ps": median, "median_speedup": speedup,
+               "mean_iterations_ase": statistics.mean(r["iterations per stride (ASE)"] for r in rounds)}
+    args.out.write_text(json.dumps(summary, indent=1))
+    lines = ["| run | median s/ps | rounds s/ps | vs truth | vs same-backbone MLP |", "|---|---|---|---|---|"]
+    for label in timed:
+        lines.append(f"| {label} | {median[label]:.3g} | {' / '.join(f'{r[label]:.3g}' for r in rounds)} | "
+                     f"{speedup[label]['vs_truth']:.2f} | {speedup[label]['vs_same_backbone_mlp']:.2f} |")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
