@@ -12,7 +12,7 @@ class ActionVerlet(ActionDynamics):
     ``model`` is a path or an actionmd.model_file.LoadedModel; ``timestep`` (ASE units) defaults to the
     model's stride and may not differ from it. ``tol`` is in Å (mass-scaled residual, see actionmd.solver).
     ``anderson_memory``: past iterates Anderson mixing uses; stiff systems need more (flexible water at a
-    4 fs stride diverges with 8 and converges in ~40 evaluations with 30). ``newton_fallback``: when
+    4 fs stride needs ~38 evaluations with 8 and ~22 with 30). ``newton_fallback``: when
     Anderson has not converged in ``maxiter`` iterations, Newton–Krylov continues from its best iterate
     (``dyn.report.fell_back`` tells; ``solver_summary()`` counts them) instead of raising at once.
     """
