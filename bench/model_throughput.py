@@ -2,11 +2,13 @@
 
     python bench/model_throughput.py [--atoms 4000] [--device cpu] [--out bench/results/model_throughput.json]
 
-Ne–Xe crystal, cutoff 5 Å (+ no skin), untrained ActionNet weights (the cost does not depend on them).
+Ne–Xe crystal, cutoff 5 Å (+ no skin), untrained ActionNet weights (the cost does not depend on them),
+exported and loaded as a model file, as the integrators use it (weights frozen).
 """
 import argparse
 import json
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,15 +16,18 @@ import numpy as np
 import torch
 
 from actionmd.examples import ne_xe_crystal
+from actionmd.model_file import export_model, load_model
 from actionmd.models import build_learned_model
 from actionmd.neighbors import VerletList
 
 
 def measure(n_cells, features, layers, dtype, device, repeats=10):
     atoms = ne_xe_crystal(repeat=n_cells, temperature_K=100)
-    module, _ = build_learned_model(["Ne", "Xe"], stride=10.0, cutoff=5.0, features=features, layers=layers,
-                                    predictor=False, dtype=dtype)
-    module = torch.jit.script(module.to(device))
+    module, metadata = build_learned_model(["Ne", "Xe"], stride=10.0, cutoff=5.0, features=features, layers=layers,
+                                           predictor=False, dtype=dtype)
+    with tempfile.TemporaryDirectory() as work:  # through a model file, as the integrators load it
+        export_model(module, Path(work) / "model.pt", metadata)
+        module = load_model(Path(work) / "model.pt", device=device).module
     neighbors = VerletList(5.0, skin=1e-9, device=device)
     neighbors.update(atoms.positions, atoms.cell.array, atoms.pbc)
     torch_dtype = getattr(torch, dtype)
