@@ -147,7 +147,7 @@ def actionmd_run(workdir, rep, steps, ranks, plugin):
         "wall_s_per_ps": per_step["total"] / STRIDE_PS,
         "split_s_per_stride": {k: per_step[k] for k in SECTIONS},
         "split_percent": {k: 100.0 * per_step[k] / per_step["total"] for k in SECTIONS},
-        "newton_iterations_per_stride": sum(r["f_int[1]"] for r in timed) / len(timed),
+        "solver_iterations_per_stride": sum(r["f_int[1]"] for r in timed) / len(timed),
         "action_evaluations_per_stride": sum(r["f_int[3]"] for r in timed) / len(timed),
         "first_stride_s": first["f_int[5]"],
         "fix_summary_whole_run": summary,
