@@ -31,7 +31,7 @@ from ase import Atoms
 from actionmd.data import load_dataset
 from actionmd.data.config import element_mass
 from actionmd.demo.pipeline import DeferredRun, evaluate_runs, reference_potential, run_all
-from actionmd.demo.runs import RunResult, lammps_input, run_ase_action, run_lammps
+from actionmd.demo.runs import RunResult, fix_actionmd_interactions, lammps_input, run_ase_action, run_lammps
 from actionmd.evaluation import text_table, to_jsonable
 from actionmd.evaluation.energy import CHARGED_STYLES, MOLECULAR_STYLES, _data_file, _type_charges, _types
 from actionmd.evaluation.molecules import water_molecules
@@ -180,8 +180,7 @@ def main(argv=None):
         plan.append(DeferredRun(f"action map {stride:g} fs (LAMMPS fix actionmd, {args.ranks} ranks)", run_lammps,
                                 work / "fix", lammps_input(
                                     data_file, stride, long_steps, 1, [fix_line],
-                                    [f"pair_style zero {meta.cutoff:g}", "pair_coeff * *",
-                                     f"comm_modify cutoff {meta.interaction_range + 4:g}"],
+                                    fix_actionmd_interactions(meta),
                                     thermo_extra=("f_int[1]", "f_int[3]"), **common),
                                 long_steps, stride, 1, ranks=args.ranks))
     if args.same_backbone_steps:

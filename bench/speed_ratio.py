@@ -25,7 +25,7 @@ from pathlib import Path
 
 import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps, FACTS.md)
 
-from actionmd.demo.runs import lammps_input, run_ase_action, run_lammps
+from actionmd.demo.runs import fix_actionmd_interactions, lammps_input, run_ase_action, run_lammps
 from actionmd.model_file import read_metadata
 from side_by_side import Start, same_backbone_speed
 
@@ -78,8 +78,7 @@ def main(argv=None):
         if args.ranks:
             result = run_lammps(fix, work / "fix", lammps_input(
                 start.data_file, stride, strides, 1, [fix_line],
-                [f"pair_style zero {meta.cutoff:g}", "pair_coeff * *",
-                 f"comm_modify cutoff {meta.interaction_range + 4:g}"], **start.common),
+                fix_actionmd_interactions(meta), **start.common),
                 strides, stride, 1, ranks=args.ranks)
             row[fix] = lammps_seconds_per_ps(result, work / "fix", fix)
         result = same_backbone_speed(mlp, args.model, start.atoms.copy(), dt, strides * every)

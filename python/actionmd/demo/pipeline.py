@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 from ..model_file import read_metadata
-from .runs import RunResult, lammps_input, run_ase_action, run_lammps
+from .runs import RunResult, fix_actionmd_interactions, lammps_input, run_ase_action, run_lammps
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -97,7 +97,6 @@ def _runs(model: Path, data_file: Path, system: str, time_ps: float, reference_d
         raise SystemExit(f"the model's stride {stride:g} fs is not a multiple of the reference dt {reference_dt:g} fs")
     long_steps, every = int(round(time_ps * 1000 / stride)), int(round(ratio))
     reference = reference_potential(system)
-    ghost = metadata.interaction_range + 4.0  # + neighbour skin (2 Å) and one stride's motion
     atoms = read(data_file, format="lammps-data", atom_style="atomic", units="metal",
                  Z_of_type={k + 1: atomic_numbers[e] for k, e in enumerate(types)})
     return [
@@ -110,7 +109,7 @@ def _runs(model: Path, data_file: Path, system: str, time_ps: float, reference_d
         DeferredRun(f"LAMMPS fix actionmd {stride:g} fs", run_lammps, workdir / "fix-actionmd",
              lammps_input(data_file, stride, long_steps, 1,
                           [f"fix int all actionmd {model.resolve()} types {' '.join(types)}"],
-                          [f"pair_style zero {metadata.cutoff:g}", "pair_coeff * *", f"comm_modify cutoff {ghost:g}"],
+                          fix_actionmd_interactions(metadata),
                           thermo_extra=("f_int[1]", "f_int[3]")),
              long_steps, stride, 1, ranks=ranks),
         DeferredRun(f"ASE ActionVerlet {stride:g} fs", run_ase_action, workdir / "ase-action", atoms, model, long_steps),

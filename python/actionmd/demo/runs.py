@@ -42,6 +42,14 @@ LAMMPS_TIME_PER_FS = {"metal": 1e-3, "real": 1.0}  # LAMMPS time units per fs
 DUMP = "frames.dump"  # every run's frames, in its own work directory
 
 
+def fix_actionmd_interactions(metadata) -> list[str]:
+    """The lines that stand in for the pair style when fix actionmd integrates: no forces (pair_style zero
+    at the model's cutoff keeps LAMMPS's neighbour machinery), and a ghost shell covering the model's
+    interaction_range + the neighbour skin (2 Å) + one stride's motion."""
+    return [f"pair_style zero {metadata.cutoff:g}", "pair_coeff * *",
+            f"comm_modify cutoff {metadata.interaction_range + 4.0:g}"]
+
+
 def lammps_input(data_file: Path, dt_fs: float, steps: int, dump_every: int, integrator: list[str],
                  interactions: list[str], thermo_extra: tuple[str, ...] = (), units: str = "metal",
                  atom_style: str = "atomic", setup: tuple[str, ...] = ()) -> str:
