@@ -35,7 +35,7 @@ def main(argv=None):
     parser.add_argument("--segment", type=int, default=-1)
     parser.add_argument("--time-ps", type=float, default=20.0)
     parser.add_argument("--method", default="anderson", choices=["anderson", "newton"])
-    parser.add_argument("--tols", nargs="+", default=["default"], type=_tolerance,
+    parser.add_argument("--tols", nargs="+", default=[None], type=_tolerance,
                         help="solver tolerances in Å to run each model at (default: the model dtype's)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -84,7 +84,8 @@ def main(argv=None):
                 "wall_s_per_ps": run.wall_seconds / run.simulated_ps, "mean_iterations": run.mean_iterations,
                 **_metrics(results["runs"].get(label))}
         sweep.append(entry)
-    meets = [e["stride_fs"] for e in sweep if e["action_map"].get("goals") and all(e["action_map"]["goals"].values())]
+    meets = [e["stride_fs"] for e in sweep if e["action_map"].get("goals")  # n/a goals (None) do not count
+             and all(met for met in e["action_map"]["goals"].values() if met is not None)]
     summary = {"system": args.system, "data": str(args.data), "time_ps": args.time_ps, "reference_dt_fs": dt,
                "condition": {"temperature_K": segment.temperature_K, "composition": segment.composition},
                "n_atoms": len(atoms), "largest_stride_meeting_all_goals_fs": max(meets) if meets else None,
