@@ -13,12 +13,6 @@ constexpr double DEPENDENT = 1.0e-10;
 
 AndersonMixer::AndersonMixer(int memory, MPI_Comm comm) : memory_(memory), comm_(comm) {}
 
-void AndersonMixer::reset()
-{
-  xs_.clear();
-  fs_.clear();
-}
-
 void AndersonMixer::update(std::vector<double> &x, const std::vector<double> &f)
 {
   xs_.push_back(x);

@@ -15,8 +15,7 @@ namespace actionmd {
 // its normal equations, summed over ranks in one MPI_Allreduce, so every rank takes the same step.
 class AndersonMixer {
  public:
-  AndersonMixer(int memory, MPI_Comm comm);
-  void reset();    // forget the history (a new step)
+  AndersonMixer(int memory, MPI_Comm comm);    // one per step: a new step starts without history
   // x: this rank's slice of the current iterate, f = G(x) - x there; x becomes the next iterate.
   void update(std::vector<double> &x, const std::vector<double> &f);
 

@@ -99,7 +99,8 @@ class FixActionMD : public Fix {
   double newton_step(int nlocal, int natoms, std::vector<double> &r, double res0);
   double scaled_residual(int nlocal, std::vector<double> &r);
   void pack_unknowns(int nlocal, std::vector<double> &u) const;
-  void unpack_unknowns(int nlocal, const std::vector<double> &u);
+  void unpack_scaled(int nlocal, const std::vector<double> &u, std::vector<double> &a,
+                     std::vector<double> &b) const;
   double eval_G(int nlocal, int natoms, bool keep_graph);
   void matvec(int nlocal, int natoms, const std::vector<double> &u, std::vector<double> &out);
   double residual_norm(int nlocal, const std::vector<double> &r);

@@ -49,7 +49,7 @@ void FixActionMD::solve(int nlocal, int natoms)
         // Anderson stalled (stiff modes near half a period per stride): Newton from the best iterate
         newton = fell_back = true;
         limit += maxiter;
-        unpack_unknowns(nlocal, best);
+        unpack_scaled(nlocal, best, dq, dp);
         eval_G(nlocal, natoms, true);
         res = scaled_residual(nlocal, r);
         continue;
@@ -80,7 +80,7 @@ void FixActionMD::solve(int nlocal, int natoms)
           r[6 * i + 3 + k] = -r[6 * i + 3 + k];
         }
       mixer.update(x, r);
-      unpack_unknowns(nlocal, x);
+      unpack_scaled(nlocal, x, dq, dp);
       eval_G(nlocal, natoms, false);
       res = scaled_residual(nlocal, r);
     }
@@ -101,7 +101,7 @@ double FixActionMD::newton_step(int nlocal, int natoms, std::vector<double> &r, 
   double res = res0, factor = 1.0;
   for (int trial = 0; trial < 6; ++trial, factor *= 0.5) {
     for (size_t i = 0; i < x.size(); ++i) x[i] = x0[i] + factor * delta[i];
-    unpack_unknowns(nlocal, x);
+    unpack_scaled(nlocal, x, dq, dp);
     eval_G(nlocal, natoms, true);
     res = scaled_residual(nlocal, r);
     if (res < res0) break;    // false for a non-finite residual
@@ -134,13 +134,15 @@ void FixActionMD::pack_unknowns(int nlocal, std::vector<double> &u) const
   }
 }
 
-void FixActionMD::unpack_unknowns(int nlocal, const std::vector<double> &u)
+// Scaled per-atom 6-vectors u back to position-like and momentum-like parts (a, b), owned atoms.
+void FixActionMD::unpack_scaled(int nlocal, const std::vector<double> &u, std::vector<double> &a,
+                                std::vector<double> &b) const
 {
   for (int i = 0; i < nlocal; ++i) {
     double unscale = 1.0 / (stride * minv[i]);
     for (int k = 0; k < 3; ++k) {
-      dq[3 * i + k] = u[6 * i + k];
-      dp[3 * i + k] = u[6 * i + 3 + k] * unscale;
+      a[3 * i + k] = u[6 * i + k];
+      b[3 * i + k] = u[6 * i + 3 + k] * unscale;
     }
   }
 }
@@ -193,13 +195,7 @@ double FixActionMD::dot(const std::vector<double> &a, const std::vector<double> 
 void FixActionMD::matvec(int nlocal, int natoms, const std::vector<double> &u,
                          std::vector<double> &out)
 {
-  for (int i = 0; i < nlocal; ++i) {
-    double unscale = 1.0 / (stride * minv[i]);
-    for (int k = 0; k < 3; ++k) {
-      vq[3 * i + k] = u[6 * i + k];
-      vp[3 * i + k] = u[6 * i + 3 + k] * unscale;
-    }
-  }
+  unpack_scaled(nlocal, u, vq, vp);
   forward(COMM_V);
   if (natoms > 0) {
     try {
