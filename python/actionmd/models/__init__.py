@@ -21,8 +21,8 @@ def build_learned_model(species, stride, cutoff, *, masses=None, features=32, la
     fits both. predictor_layers (default: layers) = layers - 1 keeps the range at layers x cutoff: a
     thinner ghost shell, which is most of a small LAMMPS subdomain's cost. angular adds bond-angle moments
     to the action's features (models.layers.AngularMoments), for many-body potentials such as SNAP;
-    predictor_angular to the predictor's (a closer first guess, fewer solver iterations; its pair terms
-    then read the neighbours' moments, one cutoff more of range).
+    predictor_angular to the predictor's (its pair terms then read the neighbours' moments: one cutoff
+    more of range; on ta-snap it did not save solver iterations, docs/training.md).
     """
     predictor_layers = layers if predictor_layers is None else int(predictor_layers)
     if predictor_layers < 0:
