@@ -353,3 +353,20 @@ def test_bad_inputs_get_errors_that_name_the_problem_and_the_fix(tmp_path, lj_ru
         evaluate({"fewer": fewer}, reference=frames)
     code = cli_main(["evaluate", str(tmp_path / "even.dump"), "--timestep", "1", "-o", str(tmp_path / "out")])
     assert code == 2 and "--types" in capsys.readouterr().err
+
+
+def test_a_failed_run_is_recorded_by_the_lammps_error_that_says_why():
+    """A LAMMPS failure ends with a link to its docs; the comparison table must show the ERROR line."""
+    from actionmd.demo.pipeline import DeferredRun, run_all
+
+    def fails(label):
+        raise RuntimeError(f"{label}: LAMMPS failed (exit 1) in /tmp/run:\n  1750 1751.7 -891.3\n"
+                           "ERROR: Lost atoms: original 256 current 94\n"
+                           "For more information see https://docs.lammps.org/err0008 (src/src/thermo.cpp:526)\n")
+
+    def succeeds(label):
+        return label
+
+    results, failures = run_all([DeferredRun("truth", succeeds), DeferredRun("velocity Verlet 20 fs", fails)])
+    assert results == ["truth"]
+    assert failures == {"velocity Verlet 20 fs": "RuntimeError: ERROR: Lost atoms: original 256 current 94"}

@@ -54,8 +54,15 @@ def run_all(runs: list[DeferredRun]) -> tuple[list[RunResult], dict[str, str]]:
         try:
             results.append(run())
         except Exception as err:
-            failures[run.label] = f"{type(err).__name__}: {str(err).strip().splitlines()[-1][:160]}"
+            failures[run.label] = f"{type(err).__name__}: {_failure_line(str(err))[:160]}"
     return results, failures
+
+
+def _failure_line(message: str) -> str:
+    """The line that says why: LAMMPS's own "ERROR: ..." (e.g. "Lost atoms") rather than the link to its
+    documentation that follows it, else the message's last line."""
+    lines = message.strip().splitlines() or [""]
+    return next((line.strip() for line in reversed(lines) if line.lstrip().startswith("ERROR")), lines[-1])
 
 
 def evaluate_runs(runs: list[RunResult], failures: dict[str, str], system: str, units: str, output: Path,
