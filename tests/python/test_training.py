@@ -41,19 +41,26 @@ def data(tmp_path_factory):
     return reference_trajectories(tmp_path_factory.mktemp("ref"))
 
 
-def new_trainer(data, directory, epochs, pretrain=1):
+def reference_energy(model_dir):
+    """Potential energies of rollout frames under the reference LJ potential (eV)."""
+    from actionmd.evaluation.energy import calculator_energies
+    calculator = PotentialCalculator(export(lennard_jones(**NE_XE, cutoff=8.0, stride=DT), model_dir / "ref-e.pt"))
+    return lambda trajectory: calculator_energies(trajectory, calculator, progress=False)
+
+
+def new_trainer(data, directory, epochs, pretrain=1, energy=None):
     scales = scales_from_frames([f for trajectory in data for f in trajectory], STRIDE)
     module, meta = build_learned_model(["Ne", "Xe"], stride=STRIDE, cutoff=CUTOFF, features=16, layers=1,
                                        dtype="float32", **scales)
     training, validation = split_by_trajectory(data, 0.25, seed=0)
     options = TrainingOptions(epochs=epochs, pretrain_epochs=pretrain, batch_frames=1, learning_rate=3e-3,
                               rollout_steps=20, progress=False)
-    return Trainer(module, meta, training, validation, directory, options), meta
+    return Trainer(module, meta, training, validation, directory, options, reference_energy=energy), meta
 
 
 def test_training_lowers_the_losses_and_exports(data, tmp_path):
     """Losses are fractions of the free-flight baseline (1.0 = no better than free flight)."""
-    trainer, meta = new_trainer(data, tmp_path / "run", epochs=15)
+    trainer, meta = new_trainer(data, tmp_path / "run", epochs=15, energy=reference_energy(tmp_path))
     history = trainer.fit()
     rows = [r for r in history.rows if r["phase"] == "action"]
     assert rows[0]["val_action"] > 0.5 and rows[0]["val_predictor"] > 0.5  # untrained: near the baseline
@@ -63,6 +70,9 @@ def test_training_lowers_the_losses_and_exports(data, tmp_path):
     rollout = trainer.summary["rollout"]  # the real solver on a validation start, 20 strides
     assert rollout["failed_at"] is None and rollout["steps"] == 20 and rollout["max_residual"] <= 1e-5
     assert set(rollout["mean_temperature_K"]) == {"10", "54"}
+    # E = V_ref + kinetic along the rollout, under the reference potential: held to a fraction of the
+    # ~8 meV/atom kinetic energy (wrong momentum units or frames would swing it by meV)
+    assert rollout["energy"]["max_deviation_meV_per_atom"] < 0.5
     assert (tmp_path / "run" / "log.csv").read_text().count("\n") == len(history.rows) + 1
     export_model(trainer.best_model().cpu(), tmp_path / "learned.pt", meta)
     atoms = ne_xe_crystal(repeat=2, temperature_K=60, seed=9)

@@ -175,6 +175,13 @@ def _open(path: Path) -> h5py.File:
     return f
 
 
+def reference_config(path: str | Path) -> dict:
+    """The config a reference file was generated from (units, elements, potential lines, structure...):
+    what re-evaluating energies under its reference potential needs."""
+    with _open(Path(path)) as f:
+        return json.loads(f.attrs["config_json"])
+
+
 def _read_segments(path: Path, f: h5py.File) -> list[Segment]:
     segments = []
     for cname in sorted(k for k in f if k.startswith("condition_")):

@@ -112,7 +112,8 @@ def _train(config: dict, path, options: "TrainingOptions") -> Path | None:
         _load_matching(module, start[0], config["start_from"], require_action=options.freeze_action)
     metadata["training"] = {"config": str(path), "data": config["data"], "description": config.get("description"),
                             **({"start_from": config["start_from"]} if start else {})}
-    trainer = Trainer(module, metadata, training, validation, config["output"], options)
+    trainer = Trainer(module, metadata, training, validation, config["output"], options,
+                      reference_energy=_reference_energy(config["data"]))
     history = trainer.fit()
     output = Path(config["output"]) / "model.pt"
     if trainer.rank == 0:
@@ -121,6 +122,18 @@ def _train(config: dict, path, options: "TrainingOptions") -> Path | None:
         export_model(trainer.best_model().cpu(), output, metadata)
         return output
     return None
+
+
+def _reference_energy(paths: list[str]):
+    """Potential energies under the data's own LAMMPS potential, for the closing rollout's energy drift;
+    None when the files were made with different potentials (there is no one reference then)."""
+    from ..data import reference_config
+    from ..evaluation.energy import lammps_energies
+    configs = [reference_config(path) for path in paths]
+    keys = ("units", "elements", "atom_style", "potential")
+    if any([c.get(k) for k in keys] != [configs[0].get(k) for k in keys] for c in configs[1:]):
+        return None
+    return lambda trajectory: lammps_energies(trajectory, configs[0], progress=False)
 
 
 def _start_weights(run_directory: str, stride: float):

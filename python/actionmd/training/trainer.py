@@ -90,7 +90,9 @@ class Trainer:
     """Trains ``model`` (a LearnedAction[WithPredictor]) on frames; writes into ``directory``."""
 
     def __init__(self, model: nn.Module, metadata: dict, training: list[Frame], validation: list[Frame],
-                 directory: str | Path, options: TrainingOptions):
+                 directory: str | Path, options: TrainingOptions, reference_energy=None):
+        """``reference_energy``: frames -> potential energies (eV) under the reference potential, for the
+        energy drift of the closing rollout (actionmd.training.rollout); None leaves it out."""
         if not training or not validation:
             raise ValueError("empty dataset: training and validation need at least one frame each")
         self.metadata, self.options = metadata, options
@@ -105,6 +107,7 @@ class Trainer:
         self.training = self._batches(training)
         self.validation = self._batches(validation)
         self.validation_start = validation[0]
+        self.reference_energy = reference_energy
         if len(self.training) < self.world:
             raise ValueError(f"{len(self.training)} training batches cannot feed {self.world} ranks; use a "
                              "smaller batch_frames, more data, or fewer ranks")
@@ -228,7 +231,8 @@ class Trainer:
             if options.rollout_steps and history.best_epoch > 0:
                 from .rollout import rollout_check
                 summary["rollout"] = rollout_check(copy.deepcopy(self.best_model()), self.metadata,
-                                                   self.validation_start, options.rollout_steps)
+                                                   self.validation_start, options.rollout_steps,
+                                                   self.reference_energy)
             self.summary = summary
             (self.directory / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
         return history
