@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from ..action_map import ActionMap
-from ..evaluation.energy import energy_summary, kinetic_energy
 from ..data.config import ConfigError
 from ..data.lammps_run import LammpsError
+from ..evaluation.energy import energy_summary, kinetic_energy
 from ..evaluation.trajectory import EvaluationError, Trajectory
 from ..model_file import LoadedModel, parse_metadata
 from ..observables import temperature_per_species
