@@ -88,6 +88,12 @@ def test_bad_training_configs(lj_file, tmp_path):
         read_config(write_config(tmp_path, lj_file, epochs=3))
     with pytest.raises(TrainConfigError, match=r"unknown training key\(s\) \['lr'\]"):
         read_config(write_config(tmp_path, lj_file, training={"lr": 1e-3}))
+    with pytest.raises(TrainConfigError, match="rollout_dtype must be one of"):
+        read_config(write_config(tmp_path, lj_file, training={"rollout_dtype": "double"}))
+    with pytest.raises(TrainConfigError, match="rollout_solver takes a mapping of"):
+        read_config(write_config(tmp_path, lj_file, training={"rollout_solver": {"memory": 30}}))
+    with pytest.raises(TrainConfigError, match="rollout_solver: solver tolerance must be a positive length"):
+        read_config(write_config(tmp_path, lj_file, training={"rollout_solver": {"tol": -1}}))
     with pytest.raises(ValueError, match="not a whole multiple of the stored frame interval"):
         train_from_config(write_config(tmp_path, lj_file, stride=2.5), progress=False)
     result = subprocess.run([sys.executable, "-m", "actionmd.cli", "export", str(tmp_path / "nothing"), "-o", "x.pt"],

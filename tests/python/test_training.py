@@ -1,5 +1,7 @@
 """Training end to end on small in-process reference data: the losses fall, checkpoints resume, the
 exported model runs in the ASE integrator."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,9 @@ from actionmd.ase import ActionVerlet
 from actionmd.model_file import export_model, load_model
 from actionmd.models import build_learned_model, scales_from_frames
 from actionmd.reference import PotentialCalculator, lennard_jones
+from actionmd.solver import SolverOptions
 from actionmd.training import Frame, Trainer, TrainingOptions, split_by_trajectory
+from actionmd.training.rollout import rollout_check
 from actionmd.units import momenta_ase_to_model
 
 from ref_systems import NE_XE, export, ne_xe_crystal
@@ -79,6 +83,19 @@ def test_training_lowers_the_losses_and_exports(data, tmp_path):
     dyn = ActionVerlet(atoms, str(tmp_path / "learned.pt"))
     dyn.run(5)
     assert dyn.solver_summary()["max_residual"] <= 1e-5
+
+
+def test_the_rollout_runs_in_the_dtype_and_with_the_solver_it_is_given(data):
+    """A float32 model cannot solve to 1e-11 Å; the same weights in float64 can: the rollout check must
+    use the dtype and solver options it is given (a stiff water model stalls otherwise)."""
+    module, meta = build_learned_model(["Ne", "Xe"], stride=STRIDE, cutoff=CUTOFF, features=8, layers=1,
+                                       predictor=False, dtype="float32")
+    tight = SolverOptions(tol=1e-11, maxiter=5, newton_fallback=False)
+    as_trained = rollout_check(copy.deepcopy(module), meta, data[0][0], steps=3, solver=tight)
+    assert as_trained["dtype"] == "float32" and as_trained["failed_at"] == 0
+    as_exported = rollout_check(copy.deepcopy(module), meta, data[0][0], steps=3, dtype="float64", solver=tight)
+    assert as_exported["dtype"] == "float64" and as_exported["failed_at"] is None
+    assert as_exported["max_residual"] <= 1e-11 and as_exported["solver"]["tol"] == 1e-11
 
 
 def test_training_resumes_from_its_checkpoint(data, tmp_path):

@@ -9,6 +9,8 @@
                                   # interaction_range at layers x cutoff: thinner LAMMPS ghost shells);
                                   # angular: true adds bond-angle moments (many-body potentials, e.g. SNAP)
     training: {epochs: 200, pretrain_epochs: 5, batch_frames: 2, learning_rate: 1e-3, patience: 20}
+                                  # the closing rollout runs as the model will: rollout_steps: 50,
+                                  # rollout_dtype: float64, rollout_solver: {tol: 1.0e-6, anderson_memory: 30}
     output: runs/lj-mixture       # checkpoint.pt, log.csv, best_weights.pt, model.pt
     start_from: runs/earlier      # optional: a run whose best weights start every parameter they fit;
                                   # with training: {freeze_action: true} only the predictor trains (a new
@@ -24,8 +26,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..model_file import export_model
+from ..model_file import DTYPES, export_model
 from ..models import build_learned_model, scales_from_frames
+from ..solver import SolverOptions
 from .dataset import frames_from_dataset
 from .trainer import Trainer, TrainingOptions, split_by_trajectory
 
@@ -63,6 +66,7 @@ def read_config(path: str | Path) -> dict:
     bad_training = set(config.get("training") or {}) - valid_training
     if bad_training:
         raise TrainConfigError(f"{path}: unknown training key(s) {sorted(bad_training)}; valid: {sorted(valid_training)}")
+    _check_rollout(path, config.get("training") or {})
     base = Path(path).parent
     config["data"] = [str(base / d) for d in ([config["data"]] if isinstance(config["data"], str) else config["data"])]
     config["output"] = str(base / config["output"])
@@ -72,6 +76,22 @@ def read_config(path: str | Path) -> dict:
         raise TrainConfigError(f"{path}: training.freeze_action needs start_from: the run whose trained action "
                                "to keep")
     return config
+
+
+def _check_rollout(path, training: dict) -> None:
+    """The closing rollout's dtype and solver options, checked now rather than after hours of training."""
+    dtype = training.get("rollout_dtype")
+    if dtype is not None and dtype not in DTYPES:
+        raise TrainConfigError(f"{path}: training.rollout_dtype must be one of {sorted(DTYPES)} or left out "
+                               f"(the training dtype), got {dtype!r}")
+    solver = training.get("rollout_solver") or {}
+    valid = {f.name for f in fields(SolverOptions)}
+    if not isinstance(solver, dict) or set(solver) - valid:
+        raise TrainConfigError(f"{path}: training.rollout_solver takes a mapping of {sorted(valid)}, got {solver!r}")
+    try:
+        SolverOptions(**solver)
+    except ValueError as err:
+        raise TrainConfigError(f"{path}: training.rollout_solver: {err}") from None
 
 
 def train_from_config(path: str | Path, progress: bool = True) -> Path | None:

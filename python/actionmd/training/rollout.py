@@ -7,6 +7,7 @@ necessarily the true one: a model can look good step by step and still heat the 
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Callable
 
 import numpy as np
@@ -17,9 +18,9 @@ from ..data.config import ConfigError
 from ..data.lammps_run import LammpsError
 from ..evaluation.energy import energy_summary, kinetic_energy
 from ..evaluation.trajectory import EvaluationError, Trajectory
-from ..model_file import LoadedModel, parse_metadata
+from ..model_file import DTYPES, LoadedModel, parse_metadata
 from ..observables import temperature_per_species
-from ..solver import SolverConvergenceError
+from ..solver import SolverConvergenceError, SolverOptions
 from .batch import Frame
 
 # frames of a rollout -> potential energy (eV) of each under the reference potential
@@ -27,13 +28,19 @@ ReferenceEnergy = Callable[[Trajectory], np.ndarray]
 
 
 def rollout_check(model: torch.nn.Module, metadata: dict, start: Frame, steps: int,
-                  reference_energy: ReferenceEnergy | None = None) -> dict:
+                  reference_energy: ReferenceEnergy | None = None, dtype: str | None = None,
+                  solver: SolverOptions | None = None) -> dict:
     """Run ``steps`` strides from ``start`` with the action map; summarise the solver, the temperatures
-    and (with ``reference_energy``) the energy drift under the reference potential."""
+    and (with ``reference_energy``) the energy drift under the reference potential.
+
+    ``dtype`` and ``solver`` let the rollout run the model as it will be used: a float32-trained model of a
+    stiff system (flexible water) is exported in float64 and solved to a tolerance float32 cannot reach."""
+    if dtype is not None:
+        model, metadata = model.to(DTYPES[dtype]), {**metadata, "dtype": dtype}
     scripted = torch.jit.script(model.cpu())
     loaded = LoadedModel(scripted, parse_metadata({"format": "actionmd", "format_version": 1, **metadata}),
                          "<training>", torch.device("cpu"))
-    action_map = ActionMap(loaded)
+    action_map = ActionMap(loaded, solver=solver)
     types = action_map.types_of(start.numbers)
     masses = np.asarray(metadata["masses"])[types.numpy()]
     q, p = start.positions, start.momenta
@@ -50,7 +57,8 @@ def rollout_check(model: torch.nn.Module, metadata: dict, start: Frame, steps: i
         residuals.append(report.residual)
         temperatures.append(temperature_per_species(start.numbers, masses, p))
     species = sorted(temperatures[0]) if temperatures else []
-    summary = {"steps": len(iterations), "failed_at": failed_at,
+    summary = {"steps": len(iterations), "failed_at": failed_at, "dtype": metadata["dtype"],
+               "solver": asdict(action_map.solver),
                "mean_iterations": float(np.mean(iterations)) if iterations else None,
                "max_residual": float(np.max(residuals)) if residuals else None,
                "mean_temperature_K": {str(z): float(np.mean([t[z] for t in temperatures])) for z in species}}

@@ -21,6 +21,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from ..solver import SolverOptions
 from .batch import Frame, make_batch
 from .loss import action_loss, baselines, force_loss, predictor_loss
 
@@ -37,6 +38,8 @@ class TrainingOptions:
     predictor_weight: float = 1.0
     seed: int = 0
     rollout_steps: int = 50           # a rollout with the real solver after training (0: none)
+    rollout_dtype: str | None = None  # run it as a float64 export would ("float64"); None: the training dtype
+    rollout_solver: dict = field(default_factory=dict)  # SolverOptions of the rollout: tol, maxiter, method, ...
     freeze_action: bool = False       # train the predictor only (the action comes from start_from)
     device: str = "cpu"
     progress: bool = True
@@ -108,6 +111,9 @@ class Trainer:
         self.validation = self._batches(validation)
         self.validation_start = validation[0]
         self.reference_energy = reference_energy
+        self.rollout_solver = SolverOptions(**options.rollout_solver)  # bad options fail now, not after training
+        if options.rollout_dtype not in (None, "float32", "float64"):
+            raise ValueError(f"rollout_dtype must be 'float32', 'float64' or None, got {options.rollout_dtype!r}")
         if len(self.training) < self.world:
             raise ValueError(f"{len(self.training)} training batches cannot feed {self.world} ranks; use a "
                              "smaller batch_frames, more data, or fewer ranks")
@@ -232,7 +238,8 @@ class Trainer:
                 from .rollout import rollout_check
                 summary["rollout"] = rollout_check(copy.deepcopy(self.best_model()), self.metadata,
                                                    self.validation_start, options.rollout_steps,
-                                                   self.reference_energy)
+                                                   self.reference_energy, dtype=options.rollout_dtype,
+                                                   solver=self.rollout_solver)
             self.summary = summary
             (self.directory / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
         return history
