@@ -30,6 +30,7 @@ from ase import Atoms
 
 from actionmd.data import load_dataset
 from actionmd.data.config import element_mass
+from actionmd.data.lammps_run import torch_threads_kept
 from actionmd.demo.pipeline import DeferredRun, evaluate_runs, reference_potential, run_all
 from actionmd.demo.runs import RunResult, fix_actionmd_interactions, lammps_input, run_ase_action, run_lammps
 from actionmd.evaluation import text_table, to_jsonable
@@ -98,7 +99,8 @@ class EnergyRescaling:
         self.probe = start.copy()
         self.probe.calc = LAMMPSlib(lmpcmds=potential, atom_types={e: k + 1 for k, e in enumerate(cfg["elements"])},
                                     log_file=None, keep_alive=True)
-        self.total = self.probe.get_potential_energy() + start.get_kinetic_energy()
+        with torch_threads_kept():  # LAMMPSlib makes its LAMMPS here (see torch_threads_kept)
+            self.total = self.probe.get_potential_energy() + start.get_kinetic_energy()
 
     def __call__(self, atoms: Atoms) -> None:
         self.probe.positions = atoms.positions
@@ -108,13 +110,19 @@ class EnergyRescaling:
             atoms.set_momenta(atoms.get_momenta() * np.sqrt(kinetic_target / kinetic))
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def comparison_parser(description: str, time_ps: float) -> argparse.ArgumentParser:
+    """The arguments every comparison of a model against its reference starts from."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("system")
     parser.add_argument("model", type=Path)
     parser.add_argument("data", type=Path)
-    parser.add_argument("--segment", type=int, default=-1)
-    parser.add_argument("--time-ps", type=float, default=100.0)
+    parser.add_argument("--segment", type=int, default=-1, help="segment of DATA whose last frame starts the runs")
+    parser.add_argument("--time-ps", type=float, default=time_ps)
+    return parser
+
+
+def main(argv=None):
+    parser = comparison_parser(__doc__, time_ps=100.0)
     parser.add_argument("--ranks", type=int, default=0, help="also run fix actionmd on N MPI ranks (0: no)")
     parser.add_argument("--reference-ranks", type=int, default=1,
                         help="MPI ranks of the LAMMPS velocity-Verlet runs (the speed baseline)")

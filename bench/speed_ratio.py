@@ -14,7 +14,6 @@ with the output of the side by side (a frame per stride). LAMMPS runs are timed 
 The result: every run's s/ps per round, their medians, and the medians of the per-round speed-ups against
 the truth and against the same-backbone ML potential.
 """
-import argparse
 import json
 import os
 import platform
@@ -26,15 +25,10 @@ import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps, FACTS.md)
 
 from actionmd.demo.runs import fix_actionmd_interactions, lammps_input, run_ase_action, run_lammps
 from actionmd.model_file import read_metadata
-from side_by_side import Start, same_backbone_speed
+from side_by_side import Start, comparison_parser, same_backbone_speed
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("system")
-    parser.add_argument("model", type=Path)
-    parser.add_argument("data", type=Path)
-    parser.add_argument("--segment", type=int, default=-1)
-    parser.add_argument("--time-ps", type=float, default=2.0)
+    parser = comparison_parser(__doc__, time_ps=2.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--reference-ranks", type=int, default=2)
     parser.add_argument("--ranks", type=int, default=2, help="fix actionmd on N MPI ranks (0: skip)")

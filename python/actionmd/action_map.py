@@ -5,6 +5,7 @@ the initial guess and the solver, and it checks the system against the model (sp
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -40,6 +41,7 @@ class ActionMap:
         self.mode, self.guess = mode, guess
         self.neighbors = VerletList(meta.cutoff, skin, self.device)
         self.type_masses = torch.tensor(meta.masses, dtype=torch.float64, device=self.device)
+        self.threads = torch.get_num_threads()
         self.nsteps = 0
         self.last_report = StepReport(0, 0.0, 0, True)
         self._previous: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -69,8 +71,18 @@ class ActionMap:
                                  "on the atoms (atoms.set_masses) or use a model made for these masses")
         return torch.from_numpy(types).to(self.device)
 
+    def _restore_threads(self):
+        """A LAMMPS instance made in this process after the map (e.g. by ASE's LAMMPSlib, on its first
+        calculation) sets OpenMP, and with it torch, to 1 thread when OMP_NUM_THREADS is unset."""
+        warnings.warn(f"torch's thread count fell from {self.threads} to 1 since this integrator was made (an in-process LAMMPS resets it to 1 unless OMP_NUM_THREADS is "
+                      f"set); restoring {self.threads}. Set OMP_NUM_THREADS, or call torch.set_num_threads before "
+                      "making the integrator, to choose the count yourself.", RuntimeWarning, stacklevel=4)
+        torch.set_num_threads(self.threads)
+
     def step(self, q: np.ndarray, p: np.ndarray, types: torch.Tensor, cell: np.ndarray, pbc):
         """Advance (q, p) by one stride; return (q', p', StepReport)."""
+        if torch.get_num_threads() == 1 < self.threads:
+            self._restore_threads()
         q_t = torch.as_tensor(q, dtype=torch.float64, device=self.device)
         p_t = torch.as_tensor(p, dtype=torch.float64, device=self.device)
         masses = self.type_masses[types]

@@ -7,7 +7,6 @@ saved positions, plus the kinetic energy of the saved velocities.
 from __future__ import annotations
 
 import io
-import os
 import tempfile
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from scipy import stats
 from tqdm import tqdm
 
 from ..data.config import ConfigError, element_mass, load_config
-from ..data.lammps_run import LammpsError, import_lammps, potentials_dir
+from ..data.lammps_run import LammpsError, new_lammps, potentials_dir
 from ..data.units import UNITS
 from ..units import EV
 from .molecules import water_molecules
@@ -131,14 +130,8 @@ def _command(lmp, line: str, what: str) -> None:
         raise LammpsError(f"energy re-evaluation ({what}): LAMMPS rejected {line!r}:\n{exc}") from None
 
 
-def _new_lammps():
-    _, lammps = import_lammps()
-    os.environ.setdefault("LAMMPS_POTENTIALS", str(potentials_dir()))
-    return lammps.lammps(cmdargs=["-screen", "none", "-log", "none", "-nocite"])
-
-
 def _start(cfg: dict, data: Path):
-    lmp = _new_lammps()
+    lmp = new_lammps()
     try:
         for line in (f"units {cfg['units']}", f"atom_style {cfg['atom_style']}", "atom_modify map yes",
                      "boundary p p p", f"read_data {data}"):
@@ -177,7 +170,7 @@ def _type_charges(cfg: dict, work: str) -> np.ndarray:
     if not any(kind in cfg.get("structure", {}) for kind in ("data_file", "file", "water_box")):
         return np.zeros(n_types)  # a lattice: charges, if any, come from the potential lines (set ...)
     path = _structure_file(cfg, work)
-    lmp = _new_lammps()
+    lmp = new_lammps()
     try:
         for line in (f"units {cfg['units']}", f"atom_style {cfg['atom_style']}", "atom_modify map yes",
                      f"read_data {path}"):
