@@ -125,19 +125,34 @@ class AngularMoments(nn.Module):
         eye = torch.eye(3, dtype=unit.dtype, device=unit.device)
         outer = unit.unsqueeze(2) * unit.unsqueeze(1) - eye / 3.0               # (E, 3, 3), traceless
         directions = torch.cat([unit, outer.reshape(-1, 9)], dim=1)             # (E, 12)
+        # Moments only for the atoms that centre edges: in LAMMPS most ghost atoms centre none (the fix
+        # builds edges only where outputs can matter), and padded blocks for them cost ~7x the work.
+        centres, compact = centred_atoms(i, n_atoms)
+        n_centres = centres.shape[0]
         # A per atom is W_i^T D_i over its own edges: one batched matmul on neighbour-padded blocks, far
         # cheaper (and its backward too) than scattering (E, K, 12) outer products.
-        slots, width = neighbour_slots(i, n_atoms)
+        slots, width = neighbour_slots(compact, n_centres)
         k = w.shape[1]
-        w_blocks = torch.zeros(n_atoms * width, k, dtype=w.dtype, device=w.device).index_add(0, slots, w)
-        d_blocks = torch.zeros(n_atoms * width, 12, dtype=w.dtype, device=w.device).index_add(0, slots, directions)
-        moments = torch.bmm(w_blocks.reshape(n_atoms, width, k).transpose(1, 2),
-                            d_blocks.reshape(n_atoms, width, 12))                # (N, K, 12)
+        w_blocks = torch.zeros(n_centres * width, k, dtype=w.dtype, device=w.device).index_add(0, slots, w)
+        d_blocks = torch.zeros(n_centres * width, 12, dtype=w.dtype, device=w.device).index_add(0, slots, directions)
+        moments = torch.bmm(w_blocks.reshape(n_centres, width, k).transpose(1, 2),
+                            d_blocks.reshape(n_centres, width, 12))              # (C, K, 12)
         a1, a2 = moments[:, :, :3], moments[:, :, 3:]
-        a2_matrix = a2.reshape(n_atoms, k, 3, 3)
+        a2_matrix = a2.reshape(n_centres, k, 3, 3)
         contraction = (a1.unsqueeze(3) * a2_matrix * a1.unsqueeze(2)).sum((2, 3))
         invariants = torch.cat([(a1 * a1).sum(2), (a2 * a2).sum(2), contraction], dim=1)
-        return self.update(invariants)
+        # an atom without edges has zero moments: it gets update(0), as every atom did before compaction
+        lone = self.update(torch.zeros(1, 3 * k, dtype=w.dtype, device=w.device))
+        return lone.repeat(n_atoms, 1).index_copy(0, centres, self.update(invariants))
+
+
+def centred_atoms(i: torch.Tensor, n_atoms: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The atoms that centre at least one edge (ascending), and each edge's centre renumbered among them."""
+    with torch.no_grad():
+        has_edges = torch.bincount(i, minlength=n_atoms) > 0
+        centres = torch.nonzero(has_edges).squeeze(1)
+        compact_of = torch.cumsum(has_edges.to(torch.int64), 0) - 1
+    return centres, compact_of[i]
 
 
 def neighbour_slots(i: torch.Tensor, n_atoms: int) -> Tuple[torch.Tensor, int]:
