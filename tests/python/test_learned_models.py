@@ -176,6 +176,7 @@ def test_angular_moments_match_a_per_atom_sum_for_edges_in_any_order(n_edges):
     torch.manual_seed(0)
     n_atoms, features, radial_size = 6, 4, 5
     moments = AngularMoments(2, features, radial_size).double()
+    update = moments.update
     moments.update = torch.nn.Identity()  # expose the invariants themselves
     i, j = torch.randint(0, n_atoms, (n_edges,)), torch.randint(0, n_atoms, (n_edges,))
     unit = torch.nn.functional.normalize(torch.randn(n_edges, 3, dtype=torch.float64), dim=1)
@@ -190,6 +191,12 @@ def test_angular_moments_match_a_per_atom_sum_for_edges_in_any_order(n_edges):
         a2 = np.einsum("ek,eab->kab", w[mine], np.einsum("ea,eb->eab", u[mine], u[mine]) - np.eye(3) / 3)
         expected = np.concatenate([(a1**2).sum(1), (a2**2).sum((1, 2)), np.einsum("ka,kab,kb->k", a1, a2, a1)])
         np.testing.assert_allclose(got[atom].detach().numpy(), expected, rtol=1e-12, atol=1e-14)
+    # an atom that centres no edge has zero moments, so it gets update(0) like any other (only atoms with
+    # edges are computed: LAMMPS ghosts mostly centre none)
+    moments.update = update
+    with torch.no_grad():
+        full = moments(types, i, j, unit, radial, n_atoms)
+        np.testing.assert_allclose(full.numpy(), update(got).numpy(), rtol=1e-12, atol=1e-14)
 
 
 def test_split_first_linear_layers_compute_the_plain_mlps_on_concatenated_features():
