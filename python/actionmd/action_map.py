@@ -74,9 +74,10 @@ class ActionMap:
     def _restore_threads(self):
         """A LAMMPS instance made in this process after the map (e.g. by ASE's LAMMPSlib, on its first
         calculation) sets OpenMP, and with it torch, to 1 thread when OMP_NUM_THREADS is unset."""
-        warnings.warn(f"torch's thread count fell from {self.threads} to 1 since this integrator was made (an in-process LAMMPS resets it to 1 unless OMP_NUM_THREADS is "
-                      f"set); restoring {self.threads}. Set OMP_NUM_THREADS, or call torch.set_num_threads before "
-                      "making the integrator, to choose the count yourself.", RuntimeWarning, stacklevel=4)
+        warnings.warn(f"torch's thread count fell from {self.threads} to 1 since this integrator was made (an "
+                      "in-process LAMMPS resets it to 1 unless OMP_NUM_THREADS is set); restoring "
+                      f"{self.threads}. Set OMP_NUM_THREADS, or call torch.set_num_threads before making the "
+                      "integrator, to choose the count yourself.", RuntimeWarning, stacklevel=4)
         torch.set_num_threads(self.threads)
 
     def step(self, q: np.ndarray, p: np.ndarray, types: torch.Tensor, cell: np.ndarray, pbc):
