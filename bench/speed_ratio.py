@@ -27,6 +27,7 @@ from actionmd.demo.runs import fix_actionmd_interactions, lammps_input, run_ase_
 from actionmd.model_file import read_metadata
 from side_by_side import Start, comparison_parser, same_backbone_speed
 
+
 def main(argv=None):
     parser = comparison_parser(__doc__, time_ps=2.0)
     parser.add_argument("--repeats", type=int, default=3)

@@ -26,9 +26,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..model_file import DTYPES, export_model
+from ..model_file import export_model
 from ..models import build_learned_model, scales_from_frames
-from ..solver import SolverOptions
 from .dataset import frames_from_dataset
 from .trainer import Trainer, TrainingOptions, split_by_trajectory
 
@@ -66,7 +65,10 @@ def read_config(path: str | Path) -> dict:
     bad_training = set(config.get("training") or {}) - valid_training
     if bad_training:
         raise TrainConfigError(f"{path}: unknown training key(s) {sorted(bad_training)}; valid: {sorted(valid_training)}")
-    _check_rollout(path, config.get("training") or {})
+    try:
+        TrainingOptions(**(config.get("training") or {}))  # its own checks, before any data is read
+    except ValueError as err:
+        raise TrainConfigError(f"{path}: training.{err}") from None
     base = Path(path).parent
     config["data"] = [str(base / d) for d in ([config["data"]] if isinstance(config["data"], str) else config["data"])]
     config["output"] = str(base / config["output"])
@@ -76,22 +78,6 @@ def read_config(path: str | Path) -> dict:
         raise TrainConfigError(f"{path}: training.freeze_action needs start_from: the run whose trained action "
                                "to keep")
     return config
-
-
-def _check_rollout(path, training: dict) -> None:
-    """The closing rollout's dtype and solver options, checked now rather than after hours of training."""
-    dtype = training.get("rollout_dtype")
-    if dtype is not None and dtype not in DTYPES:
-        raise TrainConfigError(f"{path}: training.rollout_dtype must be one of {sorted(DTYPES)} or left out "
-                               f"(the training dtype), got {dtype!r}")
-    solver = training.get("rollout_solver") or {}
-    valid = {f.name for f in fields(SolverOptions)}
-    if not isinstance(solver, dict) or set(solver) - valid:
-        raise TrainConfigError(f"{path}: training.rollout_solver takes a mapping of {sorted(valid)}, got {solver!r}")
-    try:
-        SolverOptions(**solver)
-    except ValueError as err:
-        raise TrainConfigError(f"{path}: training.rollout_solver: {err}") from None
 
 
 def train_from_config(path: str | Path, progress: bool = True) -> Path | None:

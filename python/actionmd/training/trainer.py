@@ -12,7 +12,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +21,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
+from ..model_file import DTYPES
 from ..solver import SolverOptions
 from .batch import Frame, make_batch
 from .loss import action_loss, baselines, force_loss, predictor_loss
@@ -43,6 +44,19 @@ class TrainingOptions:
     freeze_action: bool = False       # train the predictor only (the action comes from start_from)
     device: str = "cpu"
     progress: bool = True
+
+    def __post_init__(self):
+        """The closing rollout's options are checked here, not after hours of training."""
+        if self.rollout_dtype is not None and self.rollout_dtype not in DTYPES:
+            raise ValueError(f"rollout_dtype must be one of {sorted(DTYPES)} or left out (the training dtype), "
+                             f"got {self.rollout_dtype!r}")
+        valid = {f.name for f in fields(SolverOptions)}
+        if not isinstance(self.rollout_solver, dict) or set(self.rollout_solver) - valid:
+            raise ValueError(f"rollout_solver takes a mapping of {sorted(valid)}, got {self.rollout_solver!r}")
+        try:
+            SolverOptions(**self.rollout_solver)
+        except ValueError as err:
+            raise ValueError(f"rollout_solver: {err}") from None
 
 
 class Objective(nn.Module):
@@ -111,9 +125,6 @@ class Trainer:
         self.validation = self._batches(validation)
         self.validation_start = validation[0]
         self.reference_energy = reference_energy
-        self.rollout_solver = SolverOptions(**options.rollout_solver)  # bad options fail now, not after training
-        if options.rollout_dtype not in (None, "float32", "float64"):
-            raise ValueError(f"rollout_dtype must be 'float32', 'float64' or None, got {options.rollout_dtype!r}")
         if len(self.training) < self.world:
             raise ValueError(f"{len(self.training)} training batches cannot feed {self.world} ranks; use a "
                              "smaller batch_frames, more data, or fewer ranks")
@@ -239,7 +250,7 @@ class Trainer:
                 summary["rollout"] = rollout_check(copy.deepcopy(self.best_model()), self.metadata,
                                                    self.validation_start, options.rollout_steps,
                                                    self.reference_energy, dtype=options.rollout_dtype,
-                                                   solver=self.rollout_solver)
+                                                   solver=SolverOptions(**options.rollout_solver))
             self.summary = summary
             (self.directory / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
         return history
