@@ -46,6 +46,10 @@ VELOCITY_PER_A_FS = {"metal": 1000.0, "real": 1.0}  # LAMMPS velocity units per 
 def start_state(data_path: Path, segment: int):
     """The last frame of one segment of the dataset: thermalised, and (held-out data) unseen in training."""
     dataset = load_dataset(data_path)
+    count = len(dataset.segments)
+    if not -count <= segment < count:
+        raise SystemExit(f"--segment {segment}: {data_path} holds {count} segment(s) (0..{count - 1}, or negative from "
+                         "the end); generate more with `actionmd generate ... --set protocol.segments=N`")
     s = dataset.segments[segment]
     return s, dict(numbers=s.atomic_numbers, masses=s.masses, positions=s.positions[-1], momenta=s.momenta[-1],
                    cell=s.cell, dt_fs=dataset.dt_fs)  # the reference velocity-Verlet step, not the frame interval

@@ -21,7 +21,7 @@ from ase.md.verlet import VelocityVerlet
 
 from actionmd.cli import main as cli_main
 from actionmd.data.units import KCAL_MOL_IN_EV
-from actionmd.evaluation import EvaluationError, Trajectory, evaluate, read_trajectory
+from actionmd.evaluation import EvaluationError, Trajectory, evaluate, read_trajectory, to_jsonable
 from actionmd.evaluation.dynamics import dynamics
 from actionmd.evaluation.energy import energy_summary, kinetic_energy, lammps_energies
 from actionmd.evaluation.structure import rdf
@@ -29,7 +29,8 @@ from actionmd.evaluation.thermal import temperatures
 from actionmd.observables import temperature_per_species
 from actionmd.units import EV, KB_EV
 
-RNG = np.random.default_rng(20250805)
+SEED = 20250805
+RNG = np.random.default_rng(SEED)
 
 
 def _traj(numbers, positions, cell, interval_fs=1.0, velocities=None, **kwargs):
@@ -370,3 +371,32 @@ def test_a_failed_run_is_recorded_by_the_lammps_error_that_says_why():
     results, failures = run_all([DeferredRun("truth", succeeds), DeferredRun("velocity Verlet 20 fs", fails)])
     assert results == ["truth"]
     assert failures == {"velocity Verlet 20 fs": "RuntimeError: ERROR: Lost atoms: original 256 current 94"}
+
+
+# ---------------------------------------------------------------------- pooled starts
+def test_pooled_starts_recover_a_known_diffusion_ratio_with_an_honest_error_bar():
+    """Brownian walkers with D = 0.6 against a 'truth' with D = 0.5, from six independent starts: the
+    pooled relative D is +20 % within its error bar, and that bar comes from the scatter between starts
+    (4 standard errors: with 5 degrees of freedom the bar itself is uncertain by ~30 %)."""
+    from actionmd.evaluation.ensemble import pool
+    n, frames, dt, length = 200, 200, 10.0, 30.0
+    rng = np.random.default_rng(SEED)
+
+    def walkers(d):
+        steps = rng.normal(scale=math.sqrt(2 * d / 1000 * dt), size=(frames, n, 3))
+        positions = rng.uniform(0, length, (n, 3)) + np.cumsum(steps, axis=0)
+        return _traj(np.full(n, 18), positions, np.eye(3) * length, dt,
+                     rng.normal(size=(frames, n, 3)), unwrapped=True)
+
+    starts = [evaluate({"truth": walkers(0.5), "run": walkers(0.6)}, reference="truth", progress=False)
+              for _ in range(6)]
+    pooled = pool(json.loads(json.dumps(to_jsonable(starts))), [{"run": 2.0}, {"run": 3.0}] * 3)
+    relative = pooled["run"]["diffusion_relative"]["Ar"]
+    assert abs(relative["mean"] - 0.2) < 4 * relative["stderr"] and 0.005 < relative["stderr"] < 0.08
+    d_runs = [s["runs"]["run"]["dynamics"]["diffusion"]["Ar"]["msd_A2_per_ps"] for s in starts]
+    assert pooled["run"]["diffusion_A2_per_ps"]["Ar"]["mean"] == pytest.approx(np.mean(d_runs))
+    assert pooled["run"]["mean_iterations"] == 2.5 and pooled["truth"]["mean_iterations"] is None
+    assert set(pooled["truth"]) >= {"rdf_l1_noise"} and "diffusion_relative" not in pooled["truth"]
+    assert pooled["run"]["rdf_l1"]["Ar-Ar"] < max(s["runs"]["run"]["vs_reference"]["rdf_l1"]["Ar-Ar"] for s in starts)
+    with pytest.raises(EvaluationError, match="at least two evaluations against one reference"):
+        pool(starts[:1])
