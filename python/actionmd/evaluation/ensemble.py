@@ -26,7 +26,8 @@ def pool(starts: list[dict], iterations: list[dict] | None = None) -> dict:
                               f"references {sorted(map(str, references))}); evaluate every start with the same "
                               "reference label")
     truth = starts[0]["reference"]
-    labels = [label for label in starts[0]["runs"] if all(label in s["runs"] for s in starts)]
+    labels = [truth] + [label for label in starts[0]["runs"]
+                        if label != truth and all(label in s["runs"] for s in starts)]
     truth_runs = [s["runs"][truth] for s in starts]
     out = {}
     for label in labels:
@@ -49,9 +50,12 @@ def pool(starts: list[dict], iterations: list[dict] | None = None) -> dict:
         else:
             entry["rdf_l1"] = {pair: rdf_l1(_mean_rdf(runs, pair), _mean_rdf(truth_runs, pair))
                                for pair in runs[0]["rdf"]["pairs"]}
+            # as evaluate.compare: no relative D where the truth does not diffuse (a solid)
+            truth_d = out[truth]["diffusion_A2_per_ps"]  # the truth comes first
             entry["diffusion_relative"] = {sp: _ratio_minus_one(
                 [r["dynamics"]["diffusion"][sp]["msd_A2_per_ps"] for r in runs],
-                [r["dynamics"]["diffusion"][sp]["msd_A2_per_ps"] for r in truth_runs]) for sp in species}
+                [r["dynamics"]["diffusion"][sp]["msd_A2_per_ps"] for r in truth_runs])
+                if truth_d[sp]["mean"] > 3 * truth_d[sp]["stderr"] else None for sp in species}
         out[label] = entry
     return out
 
@@ -94,7 +98,8 @@ def markdown_table(summary: dict) -> str:
             " / ".join(f"{run['temperature_K'][sp]:.2f}" for sp in species),
             f"{100 * run['temperature_spread']:.2f} %",
             f"{max(run['rdf_l1'].values()):.3f}" if "rdf_l1" in run else "-",
-            " / ".join(f"{100 * relative[sp]['mean']:+.1f} ± {100 * relative[sp]['stderr']:.1f} %" for sp in species)
+            " / ".join("n/a" if relative[sp] is None else
+                       f"{100 * relative[sp]['mean']:+.1f} ± {100 * relative[sp]['stderr']:.1f} %" for sp in species)
             if relative else " / ".join(f"{run['diffusion_A2_per_ps'][sp]['mean']:.3f} Å²/ps" for sp in species),
             "-" if run["mean_iterations"] is None else f"{run['mean_iterations']:.2f}"]) + " |")
     return "\n".join(lines)
