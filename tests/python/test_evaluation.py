@@ -400,5 +400,6 @@ def test_pooled_starts_recover_a_known_diffusion_ratio_with_an_honest_error_bar(
     assert pooled["run"]["rdf_l1"]["Ar-Ar"] < max(s["runs"]["run"]["vs_reference"]["rdf_l1"]["Ar-Ar"] for s in starts)
     with pytest.raises(EvaluationError, match="at least two evaluations against one reference"):
         pool(starts[:1])
-    solid = [evaluate({"truth": walkers(0.0), "run": walkers(0.6)}, reference="truth", progress=False) for _ in range(2)]
+    solid = [evaluate({"truth": walkers(0.0), "run": walkers(0.6)}, reference="truth", progress=False)
+             for _ in range(2)]
     assert pool(solid)["run"]["diffusion_relative"] == {"Ar": None}  # no D ratio against a truth that does not move
