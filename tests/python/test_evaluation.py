@@ -396,7 +396,7 @@ def test_pooled_starts_recover_a_known_diffusion_ratio_with_an_honest_error_bar(
     d_runs = [s["runs"]["run"]["dynamics"]["diffusion"]["Ar"]["msd_A2_per_ps"] for s in starts]
     assert pooled["run"]["diffusion_A2_per_ps"]["Ar"]["mean"] == pytest.approx(np.mean(d_runs))
     assert pooled["run"]["mean_iterations"] == 2.5 and pooled["truth"]["mean_iterations"] is None
-    assert set(pooled["truth"]) >= {"rdf_l1_noise"} and "diffusion_relative" not in pooled["truth"]
+    assert "rdf_l1_noise" in pooled["truth"] and "diffusion_relative" not in pooled["truth"]
     assert pooled["run"]["rdf_l1"]["Ar-Ar"] < max(s["runs"]["run"]["vs_reference"]["rdf_l1"]["Ar-Ar"] for s in starts)
     with pytest.raises(EvaluationError, match="at least two evaluations against one reference"):
         pool(starts[:1])

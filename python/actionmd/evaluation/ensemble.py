@@ -64,7 +64,8 @@ def _mean_and_error(values: list[float]) -> dict | None:
     if not values:
         return None
     values = np.asarray(values, dtype=float)
-    return {"mean": float(values.mean()), "stderr": float(values.std(ddof=1) / np.sqrt(len(values)))}
+    stderr = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None  # one value: no scatter
+    return {"mean": float(values.mean()), "stderr": stderr}
 
 
 def _ratio_minus_one(run: list[float], truth: list[float]) -> dict:
@@ -94,7 +95,8 @@ def markdown_table(summary: dict) -> str:
         relative = run.get("diffusion_relative")
         lines.append("| " + " | ".join([
             label,
-            "-" if drift is None else f"{drift['mean']:.2g} ± {drift['stderr']:.1g}",
+            "-" if drift is None else f"{drift['mean']:.2g}" + ("" if drift["stderr"] is None
+                                                                 else f" ± {drift['stderr']:.1g}"),
             " / ".join(f"{run['temperature_K'][sp]:.2f}" for sp in species),
             f"{100 * run['temperature_spread']:.2f} %",
             f"{max(run['rdf_l1'].values()):.3f}" if "rdf_l1" in run else "-",
