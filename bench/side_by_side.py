@@ -130,6 +130,27 @@ def comparison_parser(description: str, time_ps: float) -> argparse.ArgumentPars
     return parser
 
 
+def add_solver_arguments(parser: argparse.ArgumentParser) -> None:
+    """The action map's solver options, for the ASE runs and the LAMMPS fix alike."""
+    parser.add_argument("--method", default="anderson", choices=["anderson", "newton"],
+                        help="solver of the action-map runs")
+    parser.add_argument("--tol", type=float, default=None, help="solver tolerance in Å (default: the dtype's)")
+    parser.add_argument("--maxiter", type=int, default=50, help="solver iterations per step before it gives up")
+    parser.add_argument("--anderson-memory", type=int, default=8,
+                        help="Anderson mixing memory (stiff systems such as flexible water need ~30)")
+
+
+def solver_options(args) -> dict:
+    """ActionVerlet's keywords for the solver options of add_solver_arguments."""
+    return dict(method=args.method, anderson_memory=args.anderson_memory, tol=args.tol, maxiter=args.maxiter)
+
+
+def fix_solver_words(args) -> str:
+    """The same options as fix actionmd keywords."""
+    return (f"solver {args.method} memory {args.anderson_memory} maxiter {args.maxiter}"
+            + (f" tol {args.tol:g}" if args.tol else ""))
+
+
 def main(argv=None):
     parser = comparison_parser(__doc__, time_ps=100.0)
     parser.add_argument("--ranks", type=int, default=0, help="also run fix actionmd on N MPI ranks (0: no)")
@@ -143,12 +164,7 @@ def main(argv=None):
     parser.add_argument("--same-backbone-steps", type=int, default=200,
                         help="time this many velocity-Verlet steps at the reference dt with the model's own "
                              "potential term (an ML potential of the same backbone; speed only; 0: skip)")
-    parser.add_argument("--method", default="anderson", choices=["anderson", "newton"],
-                        help="solver of the ASE action-map runs")
-    parser.add_argument("--tol", type=float, default=None, help="solver tolerance in Å (default: the dtype's)")
-    parser.add_argument("--maxiter", type=int, default=50, help="solver iterations per step before it gives up")
-    parser.add_argument("--anderson-memory", type=int, default=8,
-                        help="Anderson mixing memory (stiff systems such as flexible water need ~30)")
+    add_solver_arguments(parser)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
@@ -169,8 +185,8 @@ def main(argv=None):
             warnings.simplefilter("ignore")
             return run_ase_action(label, work / folder, atoms.copy(), args.model, long_steps, **options)
 
-    fix_line = (f"fix int all actionmd {args.model.resolve()} types {' '.join(cfg['elements'])} solver {args.method} "
-                f"memory {args.anderson_memory} maxiter {args.maxiter}" + (f" tol {args.tol:g}" if args.tol else ""))
+    fix_line = (f"fix int all actionmd {args.model.resolve()} types {' '.join(cfg['elements'])} "
+                + fix_solver_words(args))
     plan = [
         DeferredRun(f"velocity Verlet {dt:g} fs (LAMMPS)", run_lammps, work / "vv-reference",
                     lammps_input(data_file, dt, long_steps * every, every, ["fix int all nve"], reference, **common),
@@ -187,12 +203,10 @@ def main(argv=None):
             plan.append(DeferredRun(f"predictor + energy rescaling {stride:g} fs (ASE)", quiet_ase, "predictor-rescaled",
                                     mode="predictor", after_step=EnergyRescaling(cfg, reference, atoms)))
     plan.append(DeferredRun(f"action map {stride:g} fs, predictor guess (ASE)", quiet_ase, "action",
-                            guess="predictor", method=args.method, anderson_memory=args.anderson_memory,
-                            tol=args.tol, maxiter=args.maxiter))
+                            guess="predictor", **solver_options(args)))
     if "free-flight" not in args.skip:
         plan.append(DeferredRun(f"action map {stride:g} fs, free-flight guess (ASE)", quiet_ase, "action-free-flight",
-                                guess="free_flight", method=args.method,
-                                anderson_memory=args.anderson_memory, tol=args.tol, maxiter=args.maxiter))
+                                guess="free_flight", **solver_options(args)))
     if args.ranks:
         plan.append(DeferredRun(f"action map {stride:g} fs (LAMMPS fix actionmd, {args.ranks} ranks)", run_lammps,
                                 work / "fix", lammps_input(

@@ -1,12 +1,12 @@
 """Speed goals on a noisy machine: wall time per simulated ps, repeated and interleaved.
 
     python bench/speed_ratio.py SYSTEM MODEL DATA.h5 [--time-ps 2] [--repeats 3] [--reference-ranks 2]
-                                [--ranks 2] --out FILE.json
+                                [--ranks 2] [--anderson-memory 30 --tol 1e-5 ...] --out FILE.json
 
 bench/side_by_side.py times every run once, and one run's wall time on this shared 2-vCPU VM varies by
 ±20 % from one minute to the next. Here, from the same held-out state, each round runs in turn:
   - the truth: LAMMPS velocity Verlet at the dataset's reference dt (--reference-ranks MPI ranks),
-  - the action map in ASE (ActionVerlet, predictor guess, default solver),
+  - the action map in ASE (ActionVerlet, predictor guess, --method/--tol/--maxiter/--anderson-memory),
   - the action map in LAMMPS (`fix actionmd`, --ranks; 0 to skip),
   - the same-backbone ML potential with velocity Verlet at the reference dt (ASE),
 with the output of the side by side (a frame per stride). LAMMPS runs are timed by their own "Loop time"
@@ -25,7 +25,9 @@ import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps, FACTS.md)
 
 from actionmd.demo.runs import fix_actionmd_interactions, lammps_input, run_ase_action, run_lammps
 from actionmd.model_file import read_metadata
-from side_by_side import Start, comparison_parser, same_backbone_speed
+from actionmd.evaluation.energy import MOLECULAR_STYLES
+from side_by_side import (Start, add_solver_arguments, comparison_parser, fix_solver_words, same_backbone_speed,
+                          solver_options)
 
 
 def main(argv=None):
@@ -33,6 +35,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--reference-ranks", type=int, default=2)
     parser.add_argument("--ranks", type=int, default=2, help="fix actionmd on N MPI ranks (0: skip)")
+    add_solver_arguments(parser)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
@@ -46,8 +49,13 @@ def main(argv=None):
                             f"action map {stride:g} fs (ASE)",
                             f"action map {stride:g} fs (LAMMPS fix actionmd, {args.ranks} ranks)",
                             f"same-backbone ML potential, velocity Verlet {dt:g} fs (ASE)")
-    fix_line = f"fix int all actionmd {args.model.resolve()} types {' '.join(start.cfg['elements'])}"
-    run_ase_action("warm-up", work / "ase", start.atoms.copy(), args.model, 5, guess="predictor")
+    if args.ranks and start.cfg["atom_style"] in MOLECULAR_STYLES:
+        parser.error(f"--ranks {args.ranks}: fix actionmd integrates atomic systems; {args.system} has bonds "
+                     f"(atom_style {start.cfg['atom_style']}); use --ranks 0")
+    fix_line = (f"fix int all actionmd {args.model.resolve()} types {' '.join(start.cfg['elements'])} "
+                f"{fix_solver_words(args)}")
+    solver = solver_options(args)
+    run_ase_action("warm-up", work / "ase", start.atoms.copy(), args.model, 5, guess="predictor", **solver)
 
     rounds = []
     for _ in range(args.repeats):
@@ -56,7 +64,8 @@ def main(argv=None):
             start.data_file, dt, strides * every, every, ["fix int all nve"], start.reference, **start.common),
             strides * every, dt, every, ranks=args.reference_ranks)
         row[truth] = result.wall_seconds / result.simulated_ps  # run_lammps times its "Loop time"
-        result = run_ase_action(ase, work / "ase", start.atoms.copy(), args.model, strides, guess="predictor")
+        result = run_ase_action(ase, work / "ase", start.atoms.copy(), args.model, strides, guess="predictor",
+                                **solver)
         row[ase] = result.wall_seconds / result.simulated_ps
         row["iterations per stride (ASE)"] = result.mean_iterations
         if args.ranks:
