@@ -59,7 +59,8 @@ class ActionModel {
                          const std::vector<int64_t> &edges) = 0;
 
   // Sum of the first nsum per-atom contributions at (qbar, pbar) (natoms*3
-  // each), and its gradients for all natoms atoms (gq, gp: natoms*3 each).
+  // each), and its gradients for all natoms atoms (gq, gp: natoms*3 each). A model with the
+  // optional forward_owned() computes only what those nsum contributions depend on.
   // keep_graph: keep what hvp() needs (a double-backward graph, dearer to build).
   virtual double evaluate(int nsum, const double *qbar, const double *pbar, double *gq,
                           double *gp, bool keep_graph) = 0;
@@ -68,9 +69,10 @@ class ActionModel {
   // gp.vp), etc.
   virtual void hvp(const double *vq, const double *vp, double *hq, double *hp) = 0;
 
-  // Direct prediction (delta_q, delta_p) from the start-of-step state; only if
-  // metadata().has_predictor. Uses the graph of the last set_graph().
-  virtual void predict(const double *q, const double *p, double *dq, double *dp) = 0;
+  // Direct prediction (delta_q, delta_p) from the start-of-step state for the first nowned atoms
+  // (rows beyond them are left unspecified); only if metadata().has_predictor. Uses the graph of
+  // the last set_graph().
+  virtual void predict(int nowned, const double *q, const double *p, double *dq, double *dp) = 0;
 };
 
 // Load a model file. `device` is "cpu" or "cuda" (or "cuda:N"). Throws ModelError.

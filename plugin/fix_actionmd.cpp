@@ -711,7 +711,7 @@ void FixActionMD::initial_integrate(int)
     if (natoms > 0) {
       try {
         Timed t(timers[T_MODEL]);
-        model->predict(q.data(), p.data(), dq.data(), dp.data());
+        model->predict(nlocal, q.data(), p.data(), dq.data(), dp.data());
       } catch (const std::exception &e) {
         model_error(e, false);
       }

@@ -18,6 +18,8 @@ class TorchScriptModel : public ActionModel {
   TorchScriptModel(torch::jit::Module module, ModelMetadata meta, torch::Device device) :
       module_(std::move(module)), meta_(std::move(meta)), device_(device)
   {
+    has_owned_forward_ = module_.find_method("forward_owned").has_value();
+    has_owned_predict_ = module_.find_method("predict_owned").has_value();
     dtype_ = meta_.dtype == "float32" ? torch::kFloat32 : torch::kFloat64;
     module_.eval();
     // Inference only: parameters need no gradients; positions/momenta do.
@@ -49,12 +51,18 @@ class TorchScriptModel : public ActionModel {
       torch::AutoGradMode enable_grad(true);
       qbar_ = to_tensor(qbar).requires_grad_(true);
       pbar_ = to_tensor(pbar).requires_grad_(true);
-      auto out = module_.forward({qbar_, pbar_, types_, edges_, shifts_});
-      if (!out.isTensor()) throw ModelError("forward() must return a Tensor of shape [N]");
+      // forward_owned computes only what the owned atoms' contributions depend on
+      const bool owned = has_owned_forward_ && nsum < natoms_;
+      const int64_t rows = owned ? nsum : natoms_;
+      auto out = owned ? module_.get_method("forward_owned")(
+                             {qbar_, pbar_, types_, edges_, shifts_, static_cast<int64_t>(nsum)})
+                       : module_.forward({qbar_, pbar_, types_, edges_, shifts_});
+      const char *name = owned ? "forward_owned()" : "forward()";
+      if (!out.isTensor()) throw ModelError(std::string(name) + " must return a Tensor");
       auto per_atom = out.toTensor();
-      if (per_atom.dim() != 1 || per_atom.size(0) != natoms_)
-        throw ModelError("forward() returned shape " + shape(per_atom) + ", expected [" +
-                         std::to_string(natoms_) + "] (one action contribution per atom)");
+      if (per_atom.dim() != 1 || per_atom.size(0) != rows)
+        throw ModelError(std::string(name) + " returned shape " + shape(per_atom) + ", expected [" +
+                         std::to_string(rows) + "] (one action contribution per atom)");
       auto total = per_atom.narrow(0, 0, nsum).sum();
       auto g = torch::autograd::grad({total}, {qbar_, pbar_}, {}, /*retain_graph=*/keep_graph,
                                      /*create_graph=*/keep_graph, /*allow_unused=*/true);
@@ -95,22 +103,28 @@ class TorchScriptModel : public ActionModel {
     }
   }
 
-  void predict(const double *q, const double *p, double *dq, double *dp) override
+  void predict(int nowned, const double *q, const double *p, double *dq, double *dp) override
   {
     try {
       // a predictor may differentiate internally (e.g. forces from a potential)
       torch::AutoGradMode enable_grad(true);
-      auto method = module_.find_method("predict");
-      if (!method) throw ModelError("the model has no predict() method");
-      auto out = (*method)({to_tensor(q), to_tensor(p), types_, edges_, shifts_});
+      if (!module_.find_method("predict")) throw ModelError("the model has no predict() method");
+      const bool owned = has_owned_predict_ && nowned < natoms_;
+      const int64_t rows = owned ? nowned : natoms_;
+      auto out = owned ? module_.get_method("predict_owned")({to_tensor(q), to_tensor(p), types_,
+                                                              edges_, shifts_,
+                                                              static_cast<int64_t>(nowned)})
+                       : module_.get_method("predict")({to_tensor(q), to_tensor(p), types_, edges_,
+                                                        shifts_});
+      const std::string name = owned ? "predict_owned()" : "predict()";
       if (!out.isTuple() || out.toTupleRef().elements().size() != 2)
-        throw ModelError("predict() must return a tuple (delta_q, delta_p)");
+        throw ModelError(name + " must return a tuple (delta_q, delta_p)");
       auto elems = out.toTupleRef().elements();
       for (int k = 0; k < 2; ++k) {
         auto t = elems[k].toTensor();
-        if (t.dim() != 2 || t.size(0) != natoms_ || t.size(1) != 3)
-          throw ModelError("predict() returned shape " + shape(t) + ", expected [" +
-                           std::to_string(natoms_) + ", 3]");
+        if (t.dim() != 2 || t.size(0) != rows || t.size(1) != 3)
+          throw ModelError(name + " returned shape " + shape(t) + ", expected [" +
+                           std::to_string(rows) + ", 3]");
         from_tensor(t, k == 0 ? dq : dp);
       }
     } catch (const ModelError &) {
@@ -152,6 +166,7 @@ class TorchScriptModel : public ActionModel {
   torch::Dtype dtype_;
   int64_t natoms_ = 0;
   bool has_graph_ = false;    // the last evaluate() kept the graph hvp() differentiates
+  bool has_owned_forward_ = false, has_owned_predict_ = false;    // optional methods of the contract
   torch::Tensor types_, edges_, shifts_, qbar_, pbar_, gq_, gp_;
 };
 
@@ -199,19 +214,22 @@ std::unique_ptr<ActionModel> load_torchscript_model(const std::string &path,
   ModelMetadata meta = parse_metadata(extra["actionmd.json"], path);
 
   // the methods match the contract (same checks as actionmd.model_file.check_module)
-  auto check_method = [&](const char *name, const std::string &returns) {
+  // the *_owned variants take the number of owned atoms as a sixth argument, an int
+  auto check_method = [&](const char *name, const std::string &returns, bool owned = false) {
     auto method = module.find_method(name);
     const auto &schema = method->function().getSchema();
     std::string args;
-    bool ok = schema.arguments().size() == 6;    // self + 5 tensors
+    const size_t nargs = owned ? 7 : 6;    // self + 5 tensors (+ n_owned)
+    bool ok = schema.arguments().size() == nargs;
     for (size_t a = 1; a < schema.arguments().size(); ++a) {
       const auto &arg = schema.arguments()[a];
       args += (a > 1 ? ", " : "") + arg.name() + ": " + arg.type()->str();
-      ok = ok && arg.type()->str() == "Tensor";
+      ok = ok && arg.type()->str() == (owned && a == 6 ? "int" : "Tensor");
     }
     if (!ok)
       throw ModelError("model file " + path + ": " + name + "() must take five tensors (positions, "
-                       "momenta, types, edge_index, edge_shifts), found (" + args + ")");
+                       "momenta, types, edge_index, edge_shifts)" + (owned ? " and an int n_owned" : "") +
+                       ", found (" + args + ")");
     std::string got = schema.returns().size() == 1 ? schema.returns()[0].type()->str() : "?";
     if (got != returns)
       throw ModelError("model file " + path + ": " + name + "() must return " + returns +
@@ -222,6 +240,12 @@ std::unique_ptr<ActionModel> load_torchscript_model(const std::string &path,
   check_method("forward", "Tensor");
   bool has_predict = module.find_method("predict").has_value();
   if (has_predict) check_method("predict", "(Tensor, Tensor)");
+  if (module.find_method("forward_owned")) check_method("forward_owned", "Tensor", true);
+  if (module.find_method("predict_owned")) {
+    if (!has_predict)
+      throw ModelError("model file " + path + " has predict_owned() but no predict(); export both");
+    check_method("predict_owned", "(Tensor, Tensor)", true);
+  }
   if (meta.has_predictor != has_predict)
     throw ModelError("model file " + path + ": actionmd.json says has_predictor=" +
                      (meta.has_predictor ? "true" : "false") + " but the module " +
@@ -240,8 +264,9 @@ std::unique_ptr<ActionModel> load_torchscript_model(const std::string &path,
 
   auto model = std::make_unique<TorchScriptModel>(std::move(module), std::move(meta), device);
 
-  // Smoke test on two atoms of the first species, one edge pair each way: catches wrong
-  // dtypes, shapes or non-differentiable models at load time instead of mid-run.
+  // Smoke test on two atoms of the first species, one edge pair each way, as both owned and as one
+  // owned atom and a ghost: catches wrong dtypes, shapes or non-differentiable models at load time
+  // instead of mid-run.
   try {
     const double d = 0.5 * model->metadata().cutoff;
     std::vector<double> q = {0.0, 0.0, 0.0, d, 0.0, 0.0}, p = {0.01, 0.0, 0.0, -0.01, 0.0, 0.0};
@@ -249,7 +274,11 @@ std::unique_ptr<ActionModel> load_torchscript_model(const std::string &path,
     model->set_graph(2, {0, 0}, {0, 1, 1, 0});
     model->evaluate(2, q.data(), p.data(), g1.data(), g2.data(), /*keep_graph=*/true);
     model->hvp(p.data(), q.data(), h1.data(), h2.data());
-    if (model->metadata().has_predictor) model->predict(q.data(), p.data(), h1.data(), h2.data());
+    model->evaluate(1, q.data(), p.data(), g1.data(), g2.data(), /*keep_graph=*/false);
+    if (model->metadata().has_predictor) {
+      model->predict(2, q.data(), p.data(), h1.data(), h2.data());
+      model->predict(1, q.data(), p.data(), h1.data(), h2.data());
+    }
   } catch (const ModelError &e) {
     throw ModelError("model file " + path + " failed the load-time check on a two-atom system: " +
                      e.what());

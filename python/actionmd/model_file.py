@@ -117,12 +117,15 @@ def parse_metadata(data: dict, source: str = "metadata") -> Metadata:
     )
 
 
-def _check_method(module: torch.jit.ScriptModule, name: str, returns: str, source: str) -> None:
+def _check_method(module: torch.jit.ScriptModule, name: str, returns: str, source: str, owned: bool = False) -> None:
+    """The method takes the five contract tensors (and, for the *_owned variants, an int n_owned)."""
     schema = getattr(module, name).schema
     args = [a for a in schema.arguments if a.name != "self"]
     names = [a.name for a in args]
-    if len(args) != len(_FORWARD_ARGS) or any(str(a.type) != "Tensor" for a in args):
-        raise ModelFileError(f"{source}: {name}() must take five tensors ({', '.join(_FORWARD_ARGS)}), "
+    wanted = ["Tensor"] * len(_FORWARD_ARGS) + (["int"] if owned else [])
+    if [str(a.type) for a in args] != wanted:
+        raise ModelFileError(f"{source}: {name}() must take five tensors ({', '.join(_FORWARD_ARGS)})"
+                             f"{' and an int n_owned' if owned else ''}, "
                              f"found ({', '.join(f'{a.name}: {a.type}' for a in args)})")
     got = str(schema.returns[0].type) if len(schema.returns) == 1 else str([r.type for r in schema.returns])
     if got != returns:
@@ -138,6 +141,12 @@ def check_module(module: torch.jit.ScriptModule, meta: Metadata, source: str) ->
     has_predict = hasattr(module, "predict")
     if has_predict:
         _check_method(module, "predict", "Tuple[Tensor, Tensor]", source)
+    if hasattr(module, "forward_owned"):
+        _check_method(module, "forward_owned", "Tensor", source, owned=True)
+    if hasattr(module, "predict_owned"):
+        if not has_predict:
+            raise ModelFileError(f"{source}: the module has predict_owned() but no predict(); export both")
+        _check_method(module, "predict_owned", "Tuple[Tensor, Tensor]", source, owned=True)
     if has_predict != meta.has_predictor:
         raise ModelFileError(f"{source}: metadata has_predictor={meta.has_predictor} but the module "
                              f"{'has' if has_predict else 'has no'} exported predict() method")

@@ -1,5 +1,6 @@
 """fix actionmd in LAMMPS: loading, bad inputs, physics and MPI consistency."""
 from pathlib import Path
+from typing import Tuple
 
 import numpy as np
 import pytest
@@ -57,6 +58,25 @@ class Scalar(torch.nn.Module):
         return (momenta * momenta).sum()
 
 
+class OwnedTakesAFloat(models.LJAction):
+    @torch.jit.export
+    def forward_owned(self, positions, momenta, types, edge_index, edge_shifts, n_owned: float):
+        return self.forward(positions, momenta, types, edge_index, edge_shifts)
+
+
+class OwnedReturnsEveryAtom(models.LJAction):
+    @torch.jit.export
+    def forward_owned(self, positions, momenta, types, edge_index, edge_shifts, n_owned: int):
+        return self.forward(positions, momenta, types, edge_index, edge_shifts)
+
+
+class OwnedPredictionOnly(models.LJAction):
+    @torch.jit.export
+    def predict_owned(self, positions, momenta, types, edge_index, edge_shifts,
+                      n_owned: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        return positions[:n_owned], momenta[:n_owned]
+
+
 def _bad_model_files(d):
     lj = models.LJAction(20.0, AR, 0.0104, 3.4, 5.0, 6.5)
     good = models.metadata([18], [AR], 20.0, 6.5)
@@ -76,6 +96,9 @@ def _bad_model_files(d):
     models.save(models.LJAction(20.0, AR, 0.0104, 3.4, 5.0, 6.5).float(), d / "wrongdtype.pt", good)
     models.save(lj, d / "negcutoff.pt", dict(good, cutoff=-1.0))
     models.save(Scalar(), d / "scalar.pt", good)
+    models.save(OwnedTakesAFloat(20.0, AR, 0.0104, 3.4, 5.0, 6.5), d / "ownedfloat.pt", good)
+    models.save(OwnedReturnsEveryAtom(20.0, AR, 0.0104, 3.4, 5.0, 6.5), d / "ownedall.pt", good)
+    models.save(OwnedPredictionOnly(20.0, AR, 0.0104, 3.4, 5.0, 6.5), d / "ownedpredict.pt", good)
 
 
 BAD_MODELS = [
@@ -94,6 +117,12 @@ BAD_MODELS = [
     ("threeargs.pt", "forward() must take five tensors (positions, momenta, types, edge_index, "
                      "edge_shifts), found (positions: Tensor, momenta: Tensor, types: Tensor)"),
     ("scalar.pt", "failed the load-time check on a two-atom system: forward() returned shape [], expected [2]"),
+    ("ownedfloat.pt", "forward_owned() must take five tensors (positions, momenta, types, edge_index, "
+                      "edge_shifts) and an int n_owned, found (positions: Tensor, momenta: Tensor, types: Tensor, "
+                      "edge_index: Tensor, edge_shifts: Tensor, n_owned: float)"),
+    ("ownedall.pt", "failed the load-time check on a two-atom system: forward_owned() returned shape [2], "
+                    "expected [1]"),
+    ("ownedpredict.pt", "has predict_owned() but no predict(); export both"),
 ]
 
 

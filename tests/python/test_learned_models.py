@@ -146,6 +146,52 @@ def test_interaction_range_bounds_what_an_atom_sees(system, layers, predictor_la
         assert (max(differences) > 1e-9) == changes, (shell.sum(), differences)
 
 
+@pytest.mark.parametrize("layers, predictor_layers, angular, predictor_angular",
+                         [(2, 2, True, True), (3, 1, False, False), (1, 0, True, False), (0, 0, True, True)])
+def test_owned_methods_give_the_owned_atoms_exactly_what_the_full_model_does(system, layers, predictor_layers,
+                                                                            angular, predictor_angular):
+    """forward_owned/predict_owned (what a LAMMPS rank calls, its owned atoms first) equal forward/predict on
+    those atoms, with every gradient, also from an edge list that, like the fix's, centres edges only
+    within interaction_range - cutoff of the owned atoms."""
+    module, meta = build_learned_model(["Ne", "Xe"], stride=8.0, cutoff=5.0, features=8, layers=layers,
+                                       predictor_layers=predictor_layers, angular=angular,
+                                       predictor_angular=predictor_angular, dtype="float64", seed=2)
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=parameter.dtype) * 0.3)
+    module = torch.jit.script(module)
+    big = system.repeat((3, 1, 1))
+    big.pbc = False
+    big = big[np.argsort(big.positions[:, 0])]  # owned atoms first: a slab of the cluster
+    n_owned = int((big.positions[:, 0] < 12.0).sum())
+    q, p, types, edges, shifts = inputs(big)
+    beyond = torch.tensor(big.positions[:, 0] - 12.0)[edges[0]]  # each edge's centre past the slab, Å
+    fix_edges = edges[:, beyond <= meta["interaction_range"] - meta["cutoff"] + 0.5]
+    assert 0 < n_owned < len(big) and fix_edges.shape[1] < edges.shape[1]
+
+    def evaluate(method, edge_index, n):
+        qq, pp = q.clone().requires_grad_(True), p.clone().requires_grad_(True)
+        edge_shifts = shifts[:edge_index.shape[1]]
+        if method == "full":
+            action = module(qq, pp, types, edge_index, edge_shifts)[:n]
+            dq, dp = (t[:n] for t in module.predict(qq, pp, types, edge_index, edge_shifts))
+        else:
+            action = module.forward_owned(qq, pp, types, edge_index, edge_shifts, n)
+            dq, dp = module.predict_owned(qq, pp, types, edge_index, edge_shifts, n)
+        return [action.detach(), *torch.autograd.grad(action.sum(), [qq, pp]), dq.detach(), dp.detach()]
+
+    full = evaluate("full", edges, n_owned)
+    assert full[0].shape == (n_owned,) and float(full[1][n_owned:].abs().max()) > 1e-6  # ghosts feel the owned
+    for edge_index in (edges, fix_edges):
+        for name, a, b in zip(["S", "dS/dq", "dS/dp", "dq", "dp"], evaluate("owned", edge_index, n_owned), full):
+            assert torch.allclose(a, b, rtol=1e-12, atol=1e-12), (name, float((a - b).abs().max()))
+    everyone = zip(evaluate("owned", edges, len(big)), evaluate("full", edges, len(big)))
+    assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-12) for a, b in everyone)
+    with pytest.raises(Exception, match=r"n_owned must lie in \[0, \d+\]"):
+        module.forward_owned(q, p, types, edges, shifts, len(big) + 1)
+
+
 def test_learned_potential_term_as_an_ase_calculator(tmp_path, system):
     """The action network's V as an ML potential (the same-backbone speed baseline): energy in eV equals
     the per-atom V summed and converted, and forces are its exact negative gradient."""
@@ -250,3 +296,27 @@ def test_a_loaded_model_is_frozen_but_still_differentiable_in_positions_and_mome
     eq, ep = torch.autograd.grad(expected, (q, p))
     torch.testing.assert_close(gq, eq)
     torch.testing.assert_close(gp, ep)
+
+
+def test_export_of_a_model_file_keeps_its_weights_and_refuses_what_it_cannot_rebuild(tmp_path, capsys):
+    """`actionmd export OLD.pt -o NEW.pt` re-exports a learned file with this version's code: same metadata,
+    same action; it refuses a file whose rebuilt model computes something else, and a non-learned file."""
+    from actionmd.cli import main
+    from actionmd.reference import lennard_jones
+    module, meta = randomised(seed=5)
+    export_model(module, tmp_path / "old.pt", meta)
+    assert main(["export", str(tmp_path / "old.pt"), "-o", str(tmp_path / "new.pt")]) == 0
+    old, new = load_model(tmp_path / "old.pt", device="cpu"), load_model(tmp_path / "new.pt", device="cpu")
+    assert new.metadata == old.metadata and hasattr(new.module, "forward_owned")
+    for name, weights in old.module.state_dict().items():
+        assert torch.equal(weights, new.module.state_dict()[name]), name
+
+    scaled = {**meta, "architecture": {**meta["architecture"], "energy_scale": 2 * meta["architecture"]["energy_scale"]}}
+    export_model(module, tmp_path / "mislabelled.pt", scaled)
+    assert main(["export", str(tmp_path / "mislabelled.pt"), "-o", str(tmp_path / "x.pt")]) == 2
+    assert "computes a different action from the same weights" in capsys.readouterr().err
+    pair_module, pair_meta = lennard_jones(["Ne"], epsilon=[0.003], sigma=[2.8], cutoff=7.0, stride=4.0)
+    export_model(pair_module, tmp_path / "lj.pt", pair_meta)
+    assert main(["export", str(tmp_path / "lj.pt"), "-o", str(tmp_path / "y.pt")]) == 2
+    assert "no 'architecture' in its metadata" in capsys.readouterr().err
+    assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.pt").exists()

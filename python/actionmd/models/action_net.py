@@ -46,10 +46,21 @@ class ActionNet(nn.Module):
 
     def forward(self, positions: torch.Tensor, momenta: torch.Tensor, types: torch.Tensor,
                 edge_index: torch.Tensor, edge_shifts: torch.Tensor) -> torch.Tensor:
-        h, i, j, unit, weight, radial = self.encoder(positions, types, edge_index, edge_shifts)
+        return self.owned(positions, momenta, types, edge_index, edge_shifts, positions.shape[0])
+
+    def owned(self, positions: torch.Tensor, momenta: torch.Tensor, types: torch.Tensor,
+              edge_index: torch.Tensor, edge_shifts: torch.Tensor, n_owned: int) -> torch.Tensor:
+        """The contributions of the first n_owned atoms, computing only what they depend on."""
+        n = _check_owned(n_owned, positions)
+        if n < positions.shape[0]:
+            atoms, edge_index, edge_shifts = self.encoder.subgraph(positions, edge_index, edge_shifts, n)
+            positions, momenta, types = positions[atoms], momenta[atoms], types[atoms]
+        h, i, j, unit, weight, radial = self.encoder(positions, types, edge_index, edge_shifts, n)
+        if n < positions.shape[0]:
+            i, j, unit, weight, radial = _edges_centred_below(n, i, j, unit, weight, radial)
         masses = self.masses[types]
-        kinetic = (momenta * momenta).sum(1) / (2.0 * masses)
-        potential = self.energy_scale * self.potential_head(h).squeeze(-1)
+        kinetic = (momenta[:n] * momenta[:n]).sum(1) / (2.0 * masses[:n])
+        potential = self.energy_scale * self.potential_head(h[:n]).squeeze(-1)
         v = momenta / masses.sqrt().unsqueeze(1)
         vi_u, vj_u = (v[i] * unit).sum(1), (v[j] * unit).sum(1)
         invariants = torch.stack([(v[i] * v[j]).sum(1), vi_u * vj_u, vi_u * vi_u], dim=1)
@@ -98,7 +109,18 @@ class Predictor(nn.Module):
 
     def forward(self, positions: torch.Tensor, momenta: torch.Tensor, types: torch.Tensor,
                 edge_index: torch.Tensor, edge_shifts: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        h, i, j, unit, weight, radial = self.encoder(positions, types, edge_index, edge_shifts)
+        return self.owned(positions, momenta, types, edge_index, edge_shifts, positions.shape[0])
+
+    def owned(self, positions: torch.Tensor, momenta: torch.Tensor, types: torch.Tensor,
+              edge_index: torch.Tensor, edge_shifts: torch.Tensor, n_owned: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The prediction for the first n_owned atoms; their pair terms read the neighbours' features too."""
+        n = _check_owned(n_owned, positions)
+        if n < positions.shape[0]:
+            atoms, edge_index, edge_shifts = self.encoder.subgraph(positions, edge_index, edge_shifts, n, 1)
+            positions, momenta, types = positions[atoms], momenta[atoms], types[atoms]
+        h, i, j, unit, weight, radial = self.encoder(positions, types, edge_index, edge_shifts, n, 1)
+        if n < positions.shape[0]:
+            i, j, unit, weight, radial = _edges_centred_below(n, i, j, unit, weight, radial)
         masses = self.masses[types]
         velocity = momenta / masses.unsqueeze(1)
         relative = velocity[j] - velocity[i]
@@ -111,13 +133,26 @@ class Predictor(nn.Module):
         reduced = (masses[i] * masses[j] / (masses[i] + masses[j])).unsqueeze(1)
         # f_ij u_ij + g_ij mu_ij (v_j - v_i) is antisymmetric under i <-> j: sum_i delta_p_i = 0 exactly
         pair_dp = self.momentum_scale * transfer[:, :1] * unit + transfer[:, 1:] * reduced * relative
-        delta_p = torch.zeros_like(momenta).index_add(0, i, pair_dp)
+        delta_p = torch.zeros_like(momenta[:n]).index_add(0, i, pair_dp)
         pair_any = torch.cat([h[i], h[j], radial, symmetric], dim=1)
         shift = self.position_head(pair_any) * weight.unsqueeze(1)
         pair_dq = self.length_scale * shift[:, :1] * unit + self.stride * shift[:, 1:] * relative
-        delta_q = self.stride * (momenta + 0.5 * delta_p) / masses.unsqueeze(1) \
-            + torch.zeros_like(positions).index_add(0, i, pair_dq)
+        delta_q = self.stride * (momenta[:n] + 0.5 * delta_p) / masses[:n].unsqueeze(1) \
+            + torch.zeros_like(positions[:n]).index_add(0, i, pair_dq)
         return delta_q, delta_p
+
+
+def _check_owned(n_owned: int, positions: torch.Tensor) -> int:
+    if n_owned < 0 or n_owned > positions.shape[0]:
+        raise ValueError(f"n_owned must lie in [0, {positions.shape[0]}] (the number of atoms), got {n_owned}")
+    return n_owned
+
+
+def _edges_centred_below(n: int, i: torch.Tensor, j: torch.Tensor, unit: torch.Tensor, weight: torch.Tensor,
+                         radial: torch.Tensor):
+    """The edges centred on the first n atoms: the only ones their contributions sum."""
+    keep = torch.nonzero(i < n).squeeze(1)
+    return i[keep], j[keep], unit[keep], weight[keep], radial[keep]
 
 
 class LearnedAction(nn.Module):
@@ -131,6 +166,11 @@ class LearnedAction(nn.Module):
                 edge_index: torch.Tensor, edge_shifts: torch.Tensor) -> torch.Tensor:
         return self.action(positions, momenta, types, edge_index, edge_shifts)
 
+    @torch.jit.export
+    def forward_owned(self, positions: torch.Tensor, momenta: torch.Tensor, types: torch.Tensor,
+                      edge_index: torch.Tensor, edge_shifts: torch.Tensor, n_owned: int) -> torch.Tensor:
+        return self.action.owned(positions, momenta, types, edge_index, edge_shifts, n_owned)
+
 
 class LearnedActionWithPredictor(LearnedAction):
     """An exportable model: the action and the predictor that gives the solver its first guess."""
@@ -143,3 +183,9 @@ class LearnedActionWithPredictor(LearnedAction):
     def predict(self, positions: torch.Tensor, momenta: torch.Tensor, types: torch.Tensor,
                 edge_index: torch.Tensor, edge_shifts: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         return self.predictor(positions, momenta, types, edge_index, edge_shifts)
+
+    @torch.jit.export
+    def predict_owned(self, positions: torch.Tensor, momenta: torch.Tensor, types: torch.Tensor,
+                      edge_index: torch.Tensor, edge_shifts: torch.Tensor,
+                      n_owned: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        return self.predictor.owned(positions, momenta, types, edge_index, edge_shifts, n_owned)

@@ -7,7 +7,7 @@ to zero at the cutoff, so the contract's "contribution smoothly zero at the cuto
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -56,14 +56,21 @@ class Geometry(nn.Module):
         self.cutoff = float(cutoff)
 
     def forward(self, positions: torch.Tensor, edge_index: torch.Tensor, edge_shifts: torch.Tensor):
-        # Engines pass neighbour lists with a skin (half the edges of a dense system lie past the cutoff);
-        # those weigh exactly 0 with zero derivatives, so dropping them here changes nothing but the cost.
+        return self.features(positions, *self.within_cutoff(positions, edge_index, edge_shifts))
+
+    def within_cutoff(self, positions: torch.Tensor, edge_index: torch.Tensor, edge_shifts: torch.Tensor):
+        """(i, j, shifts) of the edges shorter than the cutoff.
+
+        Engines pass neighbour lists with a skin (half the edges of a dense system lie past the cutoff);
+        those weigh exactly 0 with zero derivatives, so dropping them changes nothing but the cost."""
         with torch.no_grad():
             i_all, j_all = edge_index[0], edge_index[1]
             r_all = torch.linalg.vector_norm(positions[j_all] - positions[i_all] + edge_shifts, dim=1)
             keep = torch.nonzero(r_all < self.cutoff).squeeze(1)
-        i, j = i_all[keep], j_all[keep]
-        vectors = positions[j] - positions[i] + edge_shifts[keep]
+        return i_all[keep], j_all[keep], edge_shifts[keep]
+
+    def features(self, positions: torch.Tensor, i: torch.Tensor, j: torch.Tensor, shifts: torch.Tensor):
+        vectors = positions[j] - positions[i] + shifts
         r = torch.linalg.vector_norm(vectors, dim=1)
         weight = self.envelope(r)
         radial = self.basis(r) * weight.unsqueeze(-1)
@@ -83,27 +90,37 @@ class Interaction(nn.Module):
         self.message = mlp([2 * features, features, features])
         self.update = mlp([features, features, features])
 
-    def forward(self, h: torch.Tensor, i: torch.Tensor, j: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, i: torch.Tensor, j: torch.Tensor, radial: torch.Tensor,
+                rows: Optional[torch.Tensor] = None) -> torch.Tensor:
         first = self.message[0]
         f = h.shape[1]
         from_i = torch.nn.functional.linear(h, first.weight[:, :f], first.bias)
         from_j = torch.nn.functional.linear(h, first.weight[:, f:])
         phi = self.message[2](self.message[1](from_i[i] + from_j[j]))
-        return self._aggregate(h, i, phi * self.filter(radial))
+        return self._aggregate(h, i, phi * self.filter(radial), rows)
 
     def from_species(self, species_features: torch.Tensor, types: torch.Tensor, i: torch.Tensor,
-                     j: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
+                     j: torch.Tensor, radial: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The layer on h = species_features[types]: phi is evaluated once per species pair."""
         n_species = species_features.shape[0]
         a = torch.arange(n_species, device=types.device)
         pairs_i, pairs_j = a.repeat_interleave(n_species), a.repeat(n_species)
         table = self.message(torch.cat([species_features[pairs_i], species_features[pairs_j]], dim=1))
         phi = table[types[i] * n_species + types[j]]
-        return self._aggregate(species_features[types], i, phi * self.filter(radial))
+        return self._aggregate(species_features[types], i, phi * self.filter(radial), rows)
 
-    def _aggregate(self, h: torch.Tensor, i: torch.Tensor, messages: torch.Tensor) -> torch.Tensor:
-        aggregated = torch.zeros_like(h).index_add(0, i, messages)
-        return h + self.update(aggregated)
+    def _aggregate(self, h: torch.Tensor, i: torch.Tensor, messages: torch.Tensor,
+                   rows: Optional[torch.Tensor]) -> torch.Tensor:
+        """h + update(sum of messages), for every atom or only for ``rows`` (the edges then all centre on
+        rows; the other atoms keep stale features that nothing reads)."""
+        if rows is None:
+            aggregated = torch.zeros_like(h).index_add(0, i, messages)
+            return h + self.update(aggregated)
+        compact_of = torch.full([h.shape[0]], -1, dtype=i.dtype, device=i.device)
+        compact_of[rows] = torch.arange(rows.shape[0], dtype=i.dtype, device=i.device)
+        aggregated = torch.zeros(rows.shape[0], h.shape[1], dtype=h.dtype, device=h.device).index_add(
+            0, compact_of[i], messages)
+        return h.index_add(0, rows, self.update(aggregated))
 
 
 class AngularMoments(nn.Module):
@@ -168,9 +185,24 @@ def neighbour_slots(i: torch.Tensor, n_atoms: int) -> Tuple[torch.Tensor, int]:
     return i * width + rank, width
 
 
+def hop_shells(i: torch.Tensor, j: torch.Tensor, n_owned: int, n_atoms: int, depth: int) -> List[torch.Tensor]:
+    """shells[k]: the atoms at most k edges from one of the first n_owned atoms, k = 0..depth."""
+    with torch.no_grad():
+        shells = [torch.arange(n_atoms, device=i.device) < n_owned]
+        for _ in range(depth):
+            grown = shells[-1].clone()
+            grown[j[shells[-1][i]]] = True
+            shells.append(grown)
+    return shells
+
+
 class Encoder(nn.Module):
     """Species embedding followed by ``layers`` interactions: invariant per-atom features; with
-    ``angular``, the last features also get the angular moments of the first neighbour shell."""
+    ``angular``, the last features also get the angular moments of the first neighbour shell.
+
+    With ``n_owned`` (a parallel engine's owned atoms come first), only features within ``hops`` edges of
+    the owned atoms are made exact: layer l then updates only the atoms the later layers read, which skips
+    most of a small subdomain's ghost shell. The other atoms' features are stale, so read only those."""
 
     def __init__(self, n_species: int, features: int, layers: int, cutoff: float, radial_size: int,
                  angular: bool = False):
@@ -181,14 +213,64 @@ class Encoder(nn.Module):
         self.angular = nn.ModuleList([AngularMoments(n_species, features, radial_size)] if angular else [])
 
     def forward(self, positions: torch.Tensor, types: torch.Tensor, edge_index: torch.Tensor,
-                edge_shifts: torch.Tensor):
-        i, j, r, unit, weight, radial = self.geometry(positions, edge_index, edge_shifts)
+                edge_shifts: torch.Tensor, n_owned: int = -1, hops: int = 0):
+        n_atoms = positions.shape[0]
+        pruned = n_owned >= 0 and n_owned < n_atoms
+        depth = self._depth(hops)
+        i, j, shifts = self.geometry.within_cutoff(positions, edge_index, edge_shifts)
+        shells = hop_shells(i, j, n_owned, n_atoms, depth) if pruned else [torch.ones(0, dtype=torch.bool)]
+        if pruned:  # no edge centred farther out reaches the wanted features
+            keep = torch.nonzero(shells[depth][i]).squeeze(1)
+            i, j, shifts = i[keep], j[keep], shifts[keep]
+        i, j, r, unit, weight, radial = self.geometry.features(positions, i, j, shifts)
         h = self.embedding(types)
         for layer, interaction in enumerate(self.interactions):
+            rows: Optional[torch.Tensor] = None
+            li, lj, lradial = i, j, radial
+            if pruned:  # this layer's output is read out to (layers after it + hops) edges
+                rows, li, lj, lradial = _centred_on(shells[len(self.interactions) - 1 - layer + hops], i, j, radial)
             if layer == 0:
-                h = interaction.from_species(self.embedding.weight, types, i, j, radial)
+                h = interaction.from_species(self.embedding.weight, types, li, lj, lradial, rows)
             else:
-                h = interaction(h, i, j, radial)
+                h = interaction(h, li, lj, lradial, rows)
         for moments in self.angular:
-            h = h + moments(types, i, j, unit, radial, positions.shape[0])
+            ai, aj, aunit, aradial = i, j, unit, radial
+            if pruned:
+                keep = torch.nonzero(shells[hops][i]).squeeze(1)
+                ai, aj, aunit, aradial = i[keep], j[keep], unit[keep], radial[keep]
+            h = h + moments(types, ai, aj, aunit, aradial, n_atoms)
         return h, i, j, unit, weight, radial
+
+
+    def _depth(self, hops: int) -> int:
+        """How many edges from the owned atoms the first layer's output is read."""
+        return max(len(self.interactions) - 1, 0) + hops
+
+    def subgraph(self, positions: torch.Tensor, edge_index: torch.Tensor, edge_shifts: torch.Tensor, n_owned: int,
+                 hops: int = 0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(atoms, edge_index, edge_shifts) of the part of the graph that forward(..., n_owned, hops) reads,
+        renumbered among ``atoms`` (ascending, so the owned atoms stay first). A LAMMPS rank passes a
+        ghost shell many times its owned atoms; every per-atom tensor then shrinks to this part."""
+        n_atoms = positions.shape[0]
+        depth = self._depth(hops)
+        with torch.no_grad():
+            # the engine's list (with its skin) gives a superset of the shells: enough to drop most edges
+            # before measuring them
+            rough = hop_shells(edge_index[0], edge_index[1], n_owned, n_atoms, depth)[depth]
+            keep = torch.nonzero(rough[edge_index[0]]).squeeze(1)
+            i, j, shifts = self.geometry.within_cutoff(positions, edge_index[:, keep], edge_shifts[keep])
+            shells = hop_shells(i, j, n_owned, n_atoms, depth + 1)
+            keep = torch.nonzero(shells[depth][i]).squeeze(1)
+            atoms = torch.nonzero(shells[depth + 1]).squeeze(1)
+            compact_of = torch.full([n_atoms], -1, dtype=i.dtype, device=i.device)
+            compact_of[atoms] = torch.arange(atoms.shape[0], dtype=i.dtype, device=i.device)
+            edges = torch.stack([compact_of[i[keep]], compact_of[j[keep]]])
+        return atoms, edges, shifts[keep]
+
+
+def _centred_on(mask: torch.Tensor, i: torch.Tensor, j: torch.Tensor, radial: torch.Tensor):
+    """The atoms of ``mask`` and the edges that centre on them."""
+    with torch.no_grad():
+        rows = torch.nonzero(mask).squeeze(1)
+        keep = torch.nonzero(mask[i]).squeeze(1)
+    return rows, i[keep], j[keep], radial[keep]

@@ -11,8 +11,13 @@ def _train(args) -> int:
 
 
 def _export(args) -> int:
-    from .config import export_from_run
-    export_from_run(args.run, args.output, dtype=args.dtype)
+    from pathlib import Path
+    from .config import export_from_file, export_from_run
+    source = Path(args.run)
+    if source.is_file():
+        export_from_file(source, args.output, dtype=args.dtype)
+    else:
+        export_from_run(source, args.output, dtype=args.dtype)
     return 0
 
 
@@ -24,8 +29,11 @@ def register(subparsers) -> None:
     train.add_argument("config", help="training config (YAML)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(func=_train)
-    export = subparsers.add_parser("export", help="export the best model of a training run")
-    export.add_argument("run", help="the run directory (the config's 'output')")
+    export = subparsers.add_parser("export", help="export the best model of a training run, or re-export a model file",
+                                   description="Export a run's best weights, or re-export a learned model file "
+                                               "with this version's code (same weights and metadata, checked to "
+                                               "compute the same action), e.g. to gain its faster LAMMPS path.")
+    export.add_argument("run", help="the run directory (the config's 'output'), or a model file (.pt)")
     export.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
     export.add_argument("--dtype", choices=["float32", "float64"], help="convert the weights (default: as trained)")
     export.set_defaults(func=_export)

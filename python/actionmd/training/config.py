@@ -179,13 +179,75 @@ def export_from_run(run_directory: str | Path, output: str | Path, dtype: str | 
         raise TrainConfigError(f"{run_directory}: no checkpoint.pt; is this the 'output' of `actionmd train`?")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     metadata = dict(state["metadata"])
+    module = _rebuild(metadata)
+    best = run_directory / "best_weights.pt"
+    module.load_state_dict(torch.load(best, map_location="cpu") if best.exists() else state["model"])
+    return _export_as(module, metadata, output, dtype)
+
+
+def export_from_file(model_file: str | Path, output: str | Path, dtype: str | None = None) -> Path:
+    """Re-export a learned model file with this version's code (same weights and metadata), e.g. to gain
+    the forward_owned() that saves a LAMMPS fix most of its ghost atoms' work; checked to compute the same
+    action and prediction as the original before anything is written."""
+    from ..model_file import load_model
+    original = load_model(model_file, device="cpu")
+    metadata = original.metadata.to_json()
+    if "architecture" not in metadata:
+        raise TrainConfigError(f"{model_file}: no 'architecture' in its metadata, so it was not made by "
+                               "`actionmd train`; re-export it with the code that built it")
+    module = _rebuild(metadata)
+    try:
+        module.load_state_dict(original.module.state_dict())
+    except RuntimeError as err:
+        raise TrainConfigError(f"{model_file}: its weights do not fit this version's {metadata['architecture']} "
+                               f"({str(err).splitlines()[0]}); re-export it with the code that built it") from None
+    _check_same_model(original.module, module, metadata, str(model_file))
+    return _export_as(module, metadata, output, dtype)
+
+
+def _rebuild(metadata: dict) -> torch.nn.Module:
+    """An untrained module of the architecture a model's metadata records."""
     architecture = dict(metadata["architecture"])
     architecture.pop("name", None)
     module, _ = build_learned_model(metadata["species"], metadata["stride"], metadata["cutoff"],
                                     masses=metadata["masses"], predictor=metadata["has_predictor"],
                                     dtype=metadata["dtype"], **architecture)
-    best = run_directory / "best_weights.pt"
-    module.load_state_dict(torch.load(best, map_location="cpu") if best.exists() else state["model"])
+    return module
+
+
+def _check_same_model(original, rebuilt, metadata: dict, source: str) -> None:
+    """Both modules give the same action, gradients and prediction on a jittered cubic cluster."""
+    dtype = getattr(torch, metadata["dtype"])
+    generator = torch.Generator().manual_seed(0)
+    side = torch.arange(4, dtype=torch.float64) * 0.45 * metadata["cutoff"]
+    grid = torch.stack(torch.meshgrid(side, side, side, indexing="ij"), dim=-1).reshape(-1, 3)
+    positions = (grid + 0.05 * metadata["cutoff"] * torch.randn(grid.shape, generator=generator, dtype=torch.float64))
+    masses = torch.tensor(metadata["masses"], dtype=torch.float64)
+    types = torch.randint(len(masses), (len(grid),), generator=generator)
+    momenta = torch.randn(grid.shape, generator=generator, dtype=torch.float64) * (masses[types] * 0.005).unsqueeze(1)
+    pairs = torch.cdist(positions, positions) < metadata["cutoff"]
+    pairs.fill_diagonal_(False)
+    edges = torch.nonzero(pairs).T.contiguous()
+    shifts = torch.zeros(edges.shape[1], 3, dtype=dtype)
+    rebuilt = torch.jit.script(rebuilt)
+    results = []
+    for module in (original, rebuilt):
+        q = positions.to(dtype).requires_grad_(True)
+        p = momenta.to(dtype).requires_grad_(True)
+        action = module(q, p, types, edges, shifts)
+        outputs = [action.detach(), *torch.autograd.grad(action.sum(), [q, p])]
+        if metadata["has_predictor"]:
+            outputs += [t.detach() for t in module.predict(q, p, types, edges, shifts)]
+        results.append(outputs)
+    tolerance = 1e-4 if metadata["dtype"] == "float32" else 1e-9
+    for name, a, b in zip(["action", "dS/dq", "dS/dp", "delta_q", "delta_p"], *results):
+        error = float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+        if not error <= tolerance:
+            raise TrainConfigError(f"{source}: this version of actionmd computes a different {name} from the same "
+                                   f"weights (relative difference {error:.2e}); keep the original file")
+
+
+def _export_as(module: torch.nn.Module, metadata: dict, output: str | Path, dtype: str | None) -> Path:
     if dtype is not None and dtype != metadata["dtype"]:
         module = module.to(getattr(torch, dtype))
         metadata["dtype"] = dtype
