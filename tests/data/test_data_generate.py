@@ -2,6 +2,7 @@
 reference, resume, MPI, and the errors bad input deserves."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -150,7 +151,10 @@ def test_killed_run_resumes_to_the_same_file(tmp_path):
     assert run_cli(*args, "-o", str(ref)).returncode == 0
     out = tmp_path / "killed.h5"
     cmd = [sys.executable, "-m", "actionmd.data", "generate", *args, "-o", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, TMPDIR=str(scratch)))
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
         try:
@@ -160,8 +164,11 @@ def test_killed_run_resumes_to_the_same_file(tmp_path):
         except (OSError, KeyError):
             pass
         time.sleep(0.005)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) != 0, "run finished before it could be interrupted"
+    proc.send_signal(signal.SIGTERM)  # what a batch scheduler sends at the time limit
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 143, f"run finished before it could be interrupted: {proc.returncode} {stderr[-2000:]}"
+    assert "terminated (SIGTERM); finished segments are kept in" in stderr
+    assert list(scratch.iterdir()) == [], "the scratch directory outlived the run"
     with h5py.File(out) as f:
         done = len([k for k in f["condition_000"] if k.startswith("segment_")])
     assert 1 <= done < 6

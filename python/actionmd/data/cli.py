@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from .config import ConfigError, builtin_systems, load_config
@@ -30,7 +32,26 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(Exception):
+    """SIGTERM (a batch scheduler's time limit, `kill`): unwind like Ctrl-C, so the HDF5 file is closed
+    and the scratch directory removed."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def run(args) -> int:
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
+    try:
+        return _run(args)
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args) -> int:
     from .generate import generate
     from .lammps_run import LammpsError
 
@@ -50,10 +71,11 @@ def run(args) -> int:
         if comm is None or comm.rank == 0:
             print(f"actionmd generate: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"actionmd generate: interrupted; finished segments are kept in {output}: "
+    except (KeyboardInterrupt, Terminated) as exc:
+        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"actionmd generate: {how}; finished segments are kept in {output}: "
               "re-run the same command to continue", file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
     return 0
 
 
