@@ -1,4 +1,4 @@
-"""A learned message-passing model (2 layers, interaction_range 3 x cutoff) in LAMMPS: on 1 and 2 ranks it
+"""A learned message-passing model (2 layers, interaction_range 3 x cutoff) in LAMMPS: on 1, 2 and 4 ranks it
 takes the same steps as the Python engine. The fix builds edges only around atoms whose outputs can reach
 its subdomain (interaction_range - cutoff); this proves that pruning is exact for multi-layer models."""
 import numpy as np
@@ -28,22 +28,25 @@ def message_passing_model(path):
 
 
 @pytest.mark.parametrize("mode", ["action", "predictor"])
-def test_message_passing_model_matches_python_engine_on_1_and_2_ranks(run_lmp, mode):
+def test_message_passing_model_matches_python_engine_on_1_2_and_4_ranks(run_lmp, mode):
     """mode predictor checks the predictor's wider range (3 x cutoff); the solved action map does not
-    depend on the guess, so mode action checks the action's (2 x cutoff)."""
+    depend on the guess, so mode action checks the action's (2 x cutoff). With ghosts, the fix calls the
+    model's forward_owned/predict_owned, which prune layer by layer; 4 ranks split two directions."""
     action_map = pytest.importorskip("actionmd.action_map")
     solver = pytest.importorskip("actionmd.solver")
     meta = message_passing_model(run_lmp.dir / "mp.pt")
     assert meta["interaction_range"] == pytest.approx(3 * CUTOFF)
+    loaded = pytest.importorskip("actionmd.model_file").load_model(run_lmp.dir / "mp.pt", device="cpu")
+    assert hasattr(loaded.module, "forward_owned") and hasattr(loaded.module, "predict_owned")
     L = argon_data(run_lmp.dir / "ar.data", n=4)  # 21 Å: a 2-rank subdomain is narrower than the range
     steps = 10
     dumps = {}
-    for np_ in (1, 2):
+    for np_ in (1, 2, 4):
         post = f"""dump d all custom {steps} traj{np_}.dump id x y z vx vy vz ix iy iz
 dump_modify d sort id format float %.17g"""
         script = lj_script("mp.pt", steps=steps, post=post, extra_fix=f"tol 1e-12 mode {mode}",
                            pair=f"pair_style zero {CUTOFF}\npair_coeff * *", comm="comm_modify cutoff 16.0",
-                           procs="processors 2 1 1" if np_ == 2 else "")
+                           procs={1: "", 2: "processors 2 1 1", 4: "processors 2 2 1"}[np_])
         r = run_lmp(script, np=np_)
         assert r.returncode == 0, r.output[-3000:]
         dumps[np_] = read_dump(run_lmp.dir / f"traj{np_}.dump")

@@ -202,7 +202,8 @@ class Encoder(nn.Module):
 
     With ``n_owned`` (a parallel engine's owned atoms come first), only features within ``hops`` edges of
     the owned atoms are made exact: layer l then updates only the atoms the later layers read, which skips
-    most of a small subdomain's ghost shell. The other atoms' features are stale, so read only those."""
+    most of a small subdomain's ghost shell. Other atoms' features are left stale: read only those within
+    ``hops``, and only the edges returned (those centred within the layers' reach)."""
 
     def __init__(self, n_species: int, features: int, layers: int, cutoff: float, radial_size: int,
                  angular: bool = False):
@@ -218,6 +219,7 @@ class Encoder(nn.Module):
         pruned = n_owned >= 0 and n_owned < n_atoms
         depth = self._depth(hops)
         i, j, shifts = self.geometry.within_cutoff(positions, edge_index, edge_shifts)
+        # (an empty list for TorchScript's types when nothing is pruned)
         shells = hop_shells(i, j, n_owned, n_atoms, depth) if pruned else [torch.ones(0, dtype=torch.bool)]
         if pruned:  # no edge centred farther out reaches the wanted features
             keep = torch.nonzero(shells[depth][i]).squeeze(1)
@@ -240,7 +242,6 @@ class Encoder(nn.Module):
                 ai, aj, aunit, aradial = i[keep], j[keep], unit[keep], radial[keep]
             h = h + moments(types, ai, aj, aunit, aradial, n_atoms)
         return h, i, j, unit, weight, radial
-
 
     def _depth(self, hops: int) -> int:
         """How many edges from the owned atoms the first layer's output is read."""
