@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,7 +162,14 @@ def export_model(module: torch.nn.Module, path: str | Path, metadata: dict) -> M
     meta = parse_metadata({"format": FORMAT, "format_version": FORMAT_VERSION, **metadata}, "export")
     scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)
     check_module(scripted, meta, "export")
-    torch.jit.save(scripted, str(path), _extra_files={METADATA_FILE: json.dumps(meta.to_json(), indent=1)})
+    # written beside the target, then renamed: an interrupted export never leaves half a model file, and
+    # re-exporting a file in place (`actionmd export m.pt -o m.pt`) cannot lose it
+    partial = Path(f"{path}.partial")
+    try:
+        torch.jit.save(scripted, str(partial), _extra_files={METADATA_FILE: json.dumps(meta.to_json(), indent=1)})
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return meta
 
 

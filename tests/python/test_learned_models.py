@@ -310,6 +310,9 @@ def test_export_of_a_model_file_keeps_its_weights_and_refuses_what_it_cannot_reb
     assert new.metadata == old.metadata and hasattr(new.module, "forward_owned")
     for name, weights in old.module.state_dict().items():
         assert torch.equal(weights, new.module.state_dict()[name]), name
+    assert main(["export", str(tmp_path / "new.pt"), "-o", str(tmp_path / "new.pt")]) == 0  # in place
+    assert load_model(tmp_path / "new.pt", device="cpu").metadata == old.metadata
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["new.pt", "old.pt"]
 
     scaled = {**meta, "architecture": {**meta["architecture"], "energy_scale": 2 * meta["architecture"]["energy_scale"]}}
     export_model(module, tmp_path / "mislabelled.pt", scaled)
