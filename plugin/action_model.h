@@ -36,6 +36,7 @@ struct ModelMetadata {
   bool has_predictor = false;
   bool time_reversible = false;
   std::string description;
+  bool learned = false;        // has an 'architecture' key: made by actionmd's training
 };
 
 // Parse and validate the JSON text of actionmd.json; throws ModelError.
@@ -50,6 +51,10 @@ class ActionModel {
  public:
   virtual ~ActionModel() = default;
   virtual const ModelMetadata &metadata() const = 0;
+
+  // Whether evaluate() and predict() skip the work that only ghost atoms' outputs need (the file
+  // has the optional forward_owned() and predict_owned(), docs/model-format.md).
+  virtual bool has_owned_methods() const = 0;
 
   // Atoms are numbered 0..natoms-1; the first nsum of them are the ones whose
   // contributions are summed (the atoms this process owns).

@@ -208,13 +208,21 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
     type_map[t] = static_cast<int>(it - meta.species.begin());
   }
 
-  if (comm->me == 0)
+  if (comm->me == 0) {
     utils::logmesg(lmp,
                    "fix actionmd: model {} ({}, stride {} fs, cutoff {} A, interaction range {} "
-                   "A, {}{})\n",
+                   "A, {}{}{})\n",
                    model_path, meta.dtype, meta.stride, meta.cutoff, meta.interaction_range,
                    meta.time_reversible ? "time-reversible" : "not time-reversible",
-                   meta.has_predictor ? ", with predictor" : "");
+                   meta.has_predictor ? ", with predictor" : "",
+                   model->has_owned_methods() ? ", owned-atom methods" : "");
+    // a learned file exported before the owned-atom methods evaluates its ghosts' outputs too
+    if (!model->has_owned_methods() && meta.learned)
+      error->warning(FLERR, "fix actionmd: model {} has no forward_owned(), so every rank also "
+                            "computes its ghost atoms' outputs (2-4x slower on small subdomains); "
+                            "re-export it with 'actionmd export {} -o NEW.pt'",
+                     model_path, model_path);
+  }
 }
 
 FixActionMD::~FixActionMD() = default;

@@ -117,6 +117,8 @@ ModelMetadata parse_metadata(const std::string &text, const std::string &origin)
 
   auto d = j.find("description");
   if (d != j.end() && d->is_string()) m.description = d->get<std::string>();
+  auto a = j.find("architecture");
+  m.learned = a != j.end() && a->is_object() && a->value("name", "") == "actionmd.models.ActionNet";
   return m;
 }
 

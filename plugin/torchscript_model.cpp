@@ -28,6 +28,11 @@ class TorchScriptModel : public ActionModel {
 
   const ModelMetadata &metadata() const override { return meta_; }
 
+  bool has_owned_methods() const override
+  {
+    return has_owned_forward_ && (has_owned_predict_ || !meta_.has_predictor);
+  }
+
   void set_graph(int natoms, const std::vector<int64_t> &types,
                  const std::vector<int64_t> &edges) override
   {

@@ -135,6 +135,22 @@ def test_bad_model_file(run_lmp, fname, message):
     assert message in r.output, r.output[-3000:]
 
 
+def test_a_learned_file_without_owned_methods_runs_with_a_hint_to_re_export_it(run_lmp):
+    """A file exported by actionmd before forward_owned existed still runs (the fix falls back to forward);
+    it gets a warning naming the command that makes it faster. Reference models, not learned, get none."""
+    lj = models.LJAction(20.0, AR, 0.0104, 3.4, 5.0, 6.5)
+    good = models.metadata([18], [AR], 20.0, 6.5)
+    models.save(lj, run_lmp.dir / "old-learned.pt", dict(good, architecture={"name": "actionmd.models.ActionNet"}))
+    models.save(lj, run_lmp.dir / "reference.pt", good)
+    argon_data(run_lmp.dir / "ar.data")
+    for name, warned in [("old-learned.pt", True), ("reference.pt", False)]:
+        r = run_lmp(lj_script(name, steps=1))
+        assert r.returncode == 0, r.output[-3000:]
+        hint = (f"model {name} has no forward_owned(), so every rank also computes its ghost atoms' outputs "
+                f"(2-4x slower on small subdomains); re-export it with 'actionmd export {name} -o NEW.pt'")
+        assert (hint in r.output) == warned, r.output[-3000:]
+
+
 def test_unknown_extra_keys_are_allowed(run_lmp):
     _bad_model_files(run_lmp.dir)
     argon_data(run_lmp.dir / "ar.data")
