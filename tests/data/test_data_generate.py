@@ -14,7 +14,7 @@ import pytest
 
 from actionmd.data import ConfigError, load_dataset
 from actionmd.data.config import builtin_systems, load_config
-from actionmd.data.generate import generate
+from actionmd.data.generate import StopRequested, generate
 from actionmd.data.lammps_run import LammpsError
 
 from amd_data_helpers import BIN, cli_overrides, run_cli, tiny_config
@@ -174,6 +174,23 @@ def test_killed_run_resumes_to_the_same_file(tmp_path):
     assert 1 <= done < 6
     assert run_cli(*args, "-o", str(out)).returncode == 0
     assert_same_file(ref, out)
+
+
+def test_a_stop_request_unwinds_at_the_next_progress_tick_and_the_run_resumes(tmp_path, monkeypatch, lj_file):
+    """What a signal that Python could not raise in place (e.g. inside a garbage-collection callback) falls
+    back on: the next progress tick stops the run, the scratch directory goes, and a re-run finishes it."""
+    import tempfile
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    cfg = tiny_config("lj-mixture", "temperatures=[80,120]")
+    out = tmp_path / "stopped.h5"
+    ticks = []
+    with pytest.raises(StopRequested):
+        generate(cfg, out, progress=False, stop_requested=lambda: ticks.append(1) or len(ticks) > 3)
+    assert list(scratch.iterdir()) == []
+    generate(cfg, out, progress=False)
+    assert_same_file(lj_file, out)
 
 
 def test_changed_config_is_refused_and_segments_may_grow(tmp_path, lj_file):

