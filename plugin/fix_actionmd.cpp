@@ -15,8 +15,13 @@
 #include "update.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 using namespace LAMMPS_NS;
 using namespace FixConst;
@@ -25,6 +30,21 @@ using actionmd::Timed;
 namespace {
 constexpr double MASS_RTOL = 1.0e-6;    // relative mass mismatch tolerated (as ActionMap)
 constexpr double DT_RTOL = 1.0e-9;      // relative timestep/stride mismatch tolerated
+
+// glibc maps every block above its mmap threshold (<= 32 MB) from the kernel and unmaps it on free, so
+// each model evaluation of a few thousand atoms page-faults its per-edge buffers in again: 2-3x the
+// time. Raise the thresholds (as GLIBC_TUNABLES would; python/actionmd/allocator.py does the same for
+// ASE) unless ACTIONMD_MALLOC=default. Returns whether they were raised.
+bool keep_large_buffers()
+{
+#ifdef __GLIBC__
+  const char *choice = std::getenv("ACTIONMD_MALLOC");
+  if (choice && std::string(choice) == "default") return false;
+  return mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
+#else
+  return false;
+#endif
+}
 }    // namespace
 
 /* ---------------------------------------------------------------------- */
@@ -180,6 +200,7 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
                       "of the {} atom types, e.g. 'types Cu Ni'",
                atom->ntypes);
 
+  const bool heap_kept = device == "cpu" && keep_large_buffers();
   try {
     model = actionmd::load_torchscript_model(model_path, device);
   } catch (const std::exception &e) {
@@ -216,6 +237,9 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
                    meta.time_reversible ? "time-reversible" : "not time-reversible",
                    meta.has_predictor ? ", with predictor" : "",
                    model->has_owned_methods() ? ", owned-atom methods" : "");
+    if (heap_kept)
+      utils::logmesg(lmp, "fix actionmd: glibc malloc keeps buffers up to 1 GB in the heap "
+                          "(ACTIONMD_MALLOC=default to leave it alone)\n");
     // a learned file exported before the owned-atom methods evaluates its ghosts' outputs too
     if (!model->has_owned_methods() && meta.learned)
       error->warning(FLERR, "fix actionmd: model {} has no forward_owned(), so every rank also "

@@ -11,6 +11,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
+from .allocator import keep_large_buffers
 from .model_file import LoadedModel, load_model
 from .neighbors import VerletList
 from .solver import DEFAULT_TOL, SolverOptions, StepReport, solve
@@ -35,6 +36,8 @@ class ActionMap:
             raise ValueError(f"{self.model.path}: this model has no predictor (has_predictor is false); "
                              "use mode='action' with guess='free_flight' or 'previous'")
         self.device, self.dtype = self.model.device, meta.torch_dtype
+        if self.device.type == "cpu":
+            keep_large_buffers()  # 2-3x faster evaluations above a few thousand atoms (actionmd.allocator)
         solver = solver or SolverOptions()
         # the state is float64 here; the reachable tolerance is set by the model's dtype
         self.solver = replace(solver, tol=solver.tol if solver.tol is not None else DEFAULT_TOL[self.dtype])

@@ -151,6 +151,18 @@ def test_a_learned_file_without_owned_methods_runs_with_a_hint_to_re_export_it(r
         assert (hint in r.output) == warned, r.output[-3000:]
 
 
+def test_the_fix_keeps_large_buffers_in_the_heap_unless_told_not_to(run_lmp):
+    """As the ASE integrator (tests/python/test_ase_integrators.py checks the heap itself): on glibc the fix
+    raises malloc's mmap threshold, says so in the log, and leaves malloc alone with ACTIONMD_MALLOC=default."""
+    models.lj_argon(run_lmp.dir / "lj.pt")
+    argon_data(run_lmp.dir / "ar.data")
+    line = "fix actionmd: glibc malloc keeps buffers up to 1 GB in the heap (ACTIONMD_MALLOC=default to leave it alone)"
+    for env, said in [({}, True), ({"ACTIONMD_MALLOC": "default"}, False)]:
+        r = run_lmp(lj_script("lj.pt", steps=1), env=env)
+        assert r.returncode == 0, r.output[-3000:]
+        assert (line in r.output) == said, r.output[-3000:]
+
+
 def test_unknown_extra_keys_are_allowed(run_lmp):
     _bad_model_files(run_lmp.dir)
     argon_data(run_lmp.dir / "ar.data")

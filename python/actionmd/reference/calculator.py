@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
+from ..allocator import keep_large_buffers
 from ..model_file import LoadedModel, load_model
 from ..neighbors import VerletList
 from ..units import EV
@@ -25,6 +26,7 @@ class PotentialCalculator(Calculator):
     def __init__(self, model: str | LoadedModel, **kwargs):
         super().__init__(**kwargs)
         self.model = model if isinstance(model, LoadedModel) else load_model(model, device="cpu")
+        keep_large_buffers()  # as the integrators do: the same-backbone speed baseline runs alike
         module = self.model.module
         if hasattr(module, "potential_energy"):
             self.module, self.dtype = module.to(torch.float64), torch.float64
