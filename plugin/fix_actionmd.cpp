@@ -33,17 +33,27 @@ constexpr double DT_RTOL = 1.0e-9;      // relative timestep/stride mismatch tol
 
 // glibc maps every block above its mmap threshold (<= 32 MB) from the kernel and unmaps it on free, so
 // each model evaluation of a few thousand atoms page-faults its per-edge buffers in again: 2-3x the
-// time. Raise the thresholds (as GLIBC_TUNABLES would; python/actionmd/allocator.py does the same for
-// ASE) unless ACTIONMD_MALLOC=default. Returns whether they were raised.
-bool keep_large_buffers()
+// time. Raising the thresholds keeps them in the heap at about twice the peak memory. ACTIONMD_MALLOC:
+// auto (default) up to AUTO_MAX_ATOMS atoms per rank, keep, or default (never); the same policy as
+// python/actionmd/allocator.py for ASE. Returns "" if the thresholds were raised, else why not.
+constexpr double AUTO_MAX_ATOMS = 30000.0;
+
+std::string keep_large_buffers(double atoms_per_rank, Error *error)
 {
+  const char *env = std::getenv("ACTIONMD_MALLOC");
+  const std::string choice = env && *env ? env : "auto";
+  if (choice != "auto" && choice != "keep" && choice != "default")
+    error->all(FLERR, "fix actionmd: ACTIONMD_MALLOC must be auto, keep or default (auto: keep "
+                      "libtorch's large buffers in the heap for up to {} atoms per rank), got '{}'",
+               AUTO_MAX_ATOMS, choice);
+  if (choice == "default") return "ACTIONMD_MALLOC=default";
+  if (choice == "auto" && atoms_per_rank > AUTO_MAX_ATOMS)
+    return fmt::format("{:.0f} atoms per rank > {:.0f}; ACTIONMD_MALLOC=keep trades ~2x memory for "
+                       "~2x speed", atoms_per_rank, AUTO_MAX_ATOMS);
 #ifdef __GLIBC__
-  const char *choice = std::getenv("ACTIONMD_MALLOC");
-  if (choice && std::string(choice) == "default") return false;
-  return mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
-#else
-  return false;
+  if (mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1) return "";
 #endif
+  return "not glibc";
 }
 }    // namespace
 
@@ -200,7 +210,9 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
                       "of the {} atom types, e.g. 'types Cu Ni'",
                atom->ntypes);
 
-  const bool heap_kept = device == "cpu" && keep_large_buffers();
+  const std::string heap_left = device == "cpu"
+      ? keep_large_buffers(static_cast<double>(atom->natoms) / comm->nprocs, error)
+      : "device " + device;
   try {
     model = actionmd::load_torchscript_model(model_path, device);
   } catch (const std::exception &e) {
@@ -237,9 +249,11 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
                    meta.time_reversible ? "time-reversible" : "not time-reversible",
                    meta.has_predictor ? ", with predictor" : "",
                    model->has_owned_methods() ? ", owned-atom methods" : "");
-    if (heap_kept)
+    if (heap_left.empty())
       utils::logmesg(lmp, "fix actionmd: glibc malloc keeps buffers up to 1 GB in the heap "
                           "(ACTIONMD_MALLOC=default to leave it alone)\n");
+    else
+      utils::logmesg(lmp, "fix actionmd: malloc left alone ({})\n", heap_left);
     // a learned file exported before the owned-atom methods evaluates its ghosts' outputs too
     if (!model->has_owned_methods() && meta.learned)
       error->warning(FLERR, "fix actionmd: model {} has no forward_owned(), so every rank also "

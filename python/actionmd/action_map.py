@@ -11,7 +11,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from .allocator import keep_large_buffers
+from .allocator import keep_large_buffers, malloc_choice
 from .model_file import LoadedModel, load_model
 from .neighbors import VerletList
 from .solver import DEFAULT_TOL, SolverOptions, StepReport, solve
@@ -36,8 +36,7 @@ class ActionMap:
             raise ValueError(f"{self.model.path}: this model has no predictor (has_predictor is false); "
                              "use mode='action' with guess='free_flight' or 'previous'")
         self.device, self.dtype = self.model.device, meta.torch_dtype
-        if self.device.type == "cpu":
-            keep_large_buffers()  # 2-3x faster evaluations above a few thousand atoms (actionmd.allocator)
+        malloc_choice()  # a mistaken ACTIONMD_MALLOC fails here, not at the first step
         solver = solver or SolverOptions()
         # the state is float64 here; the reachable tolerance is set by the model's dtype
         self.solver = replace(solver, tol=solver.tol if solver.tol is not None else DEFAULT_TOL[self.dtype])
@@ -87,6 +86,8 @@ class ActionMap:
         """Advance (q, p) by one stride; return (q', p', StepReport)."""
         if torch.get_num_threads() == 1 < self.threads:
             self._restore_threads()
+        if self.nsteps == 0 and self.device.type == "cpu":
+            keep_large_buffers(len(q))  # 2-3x faster evaluations above a few thousand atoms (actionmd.allocator)
         q_t = torch.as_tensor(q, dtype=torch.float64, device=self.device)
         p_t = torch.as_tensor(p, dtype=torch.float64, device=self.device)
         masses = self.type_masses[types]

@@ -3,14 +3,17 @@
 glibc's malloc maps every block above its mmap threshold (at most 32 MB, grown dynamically) straight from
 the kernel and unmaps it on free. A model evaluation on a few thousand atoms or more allocates and frees
 per-edge tensors of that size many times, so each evaluation page-faults (and the kernel zero-fills) its
-whole working set again: 2-3x the time on CPU (bench/throughput.py: 6,912 atoms, 1.76 s per stride against
-0.75 s). Raising the threshold keeps those blocks in the heap for reuse, at up to ~2x the peak memory.
-The setting is process-wide, like the environment variable GLIBC_TUNABLES it mirrors; ACTIONMD_MALLOC=default
-leaves malloc alone.
+whole working set again: 2-3x the time on CPU. Raising the threshold keeps those blocks in the heap for
+reuse, at about twice the peak memory (bench/throughput.py, 27,436 atoms: 7.83 -> 2.76 s per stride,
+2.8 -> 5.9 GB; at 108,000 atoms the heap outgrew 24 GB where 8.7 GB had done).
+
+ACTIONMD_MALLOC chooses: ``auto`` (default) keeps the buffers for up to AUTO_MAX_ATOMS atoms per process,
+``keep`` always, ``default`` never. The setting is process-wide, like the GLIBC_TUNABLES it mirrors.
 """
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 
@@ -18,16 +21,35 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 1 << 30          # bytes: only blocks above 1 GB are still mapped on their own
 TRIM_THRESHOLD = (1 << 31) - 1    # bytes: never hand the heap's free top back (mallopt takes an int)
+AUTO_MAX_ATOMS = 30_000           # ~6 GB of heap at the shipped models' size (2x the unkept peak)
+CHOICES = ("auto", "keep", "default")
 
 
-def keep_large_buffers() -> bool:
-    """Raise glibc's mmap and trim thresholds once; True if they are raised (now or before), False where
-    this is not glibc or ACTIONMD_MALLOC=default."""
-    if os.environ.get("ACTIONMD_MALLOC", "").lower() == "default" or not sys.platform.startswith("linux"):
+def malloc_choice() -> str:
+    choice = os.environ.get("ACTIONMD_MALLOC", "auto").strip().lower() or "auto"
+    if choice not in CHOICES:
+        raise ValueError(f"ACTIONMD_MALLOC must be one of {', '.join(CHOICES)} (auto: keep torch's large buffers "
+                         f"in the heap for up to {AUTO_MAX_ATOMS} atoms), got {choice!r}")
+    return choice
+
+
+def keep_large_buffers(n_atoms: int) -> bool:
+    """Raise glibc's mmap and trim thresholds for a process that evaluates ``n_atoms`` atoms, as
+    ACTIONMD_MALLOC says; True if they are raised (now or before), False where they are left alone."""
+    choice = malloc_choice()
+    if choice == "default" or (choice == "auto" and n_atoms > AUTO_MAX_ATOMS) or not sys.platform.startswith("linux"):
         return False
+    mallopt = _mallopt()
+    if mallopt is None:
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+@functools.lru_cache(maxsize=None)
+def _mallopt():
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):  # musl and other libcs: nothing to tune this way
-        return False
+        return None
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return mallopt

@@ -151,16 +151,21 @@ def test_a_learned_file_without_owned_methods_runs_with_a_hint_to_re_export_it(r
         assert (hint in r.output) == warned, r.output[-3000:]
 
 
-def test_the_fix_keeps_large_buffers_in_the_heap_unless_told_not_to(run_lmp):
+def test_the_fix_keeps_large_buffers_in_the_heap_as_actionmd_malloc_says(run_lmp):
     """As the ASE integrator (tests/python/test_ase_integrators.py checks the heap itself): on glibc the fix
-    raises malloc's mmap threshold, says so in the log, and leaves malloc alone with ACTIONMD_MALLOC=default."""
+    raises malloc's mmap threshold and says so in the log; ACTIONMD_MALLOC=default leaves malloc alone, and a
+    mistaken value is an error that names the choices."""
     models.lj_argon(run_lmp.dir / "lj.pt")
     argon_data(run_lmp.dir / "ar.data")
-    line = "fix actionmd: glibc malloc keeps buffers up to 1 GB in the heap (ACTIONMD_MALLOC=default to leave it alone)"
-    for env, said in [({}, True), ({"ACTIONMD_MALLOC": "default"}, False)]:
-        r = run_lmp(lj_script("lj.pt", steps=1), env=env)
+    kept = "fix actionmd: glibc malloc keeps buffers up to 1 GB in the heap (ACTIONMD_MALLOC=default to leave it alone)"
+    for value, message in [("auto", kept), ("keep", kept),
+                           ("default", "fix actionmd: malloc left alone (ACTIONMD_MALLOC=default)")]:
+        r = run_lmp(lj_script("lj.pt", steps=1), env={"ACTIONMD_MALLOC": value})
         assert r.returncode == 0, r.output[-3000:]
-        assert (line in r.output) == said, r.output[-3000:]
+        assert message in r.output, r.output[-3000:]
+    r = run_lmp(lj_script("lj.pt", steps=1), env={"ACTIONMD_MALLOC": "always"})
+    assert r.returncode != 0
+    assert "ACTIONMD_MALLOC must be auto, keep or default" in r.output and "got 'always'" in r.output
 
 
 def test_unknown_extra_keys_are_allowed(run_lmp):

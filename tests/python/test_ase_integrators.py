@@ -275,17 +275,21 @@ print("THREADS", ours, theirs, torch.get_num_threads(), sum("thread count fell" 
     assert line.split()[1:] == ["2", "1", "2", "1"], line
 
 
-@pytest.mark.parametrize("opt_out", [False, True])
-def test_the_integrator_keeps_large_buffers_in_the_heap_unless_told_not_to(lj_mixture_model, opt_out):
+@pytest.mark.parametrize("choice, limit, kept", [("", None, True), ("default", None, False), ("keep", 10, True),
+                                                  ("auto", 10, False)])
+def test_the_integrator_keeps_large_buffers_in_the_heap_as_actionmd_malloc_says(lj_mixture_model, choice, limit,
+                                                                               kept):
     """glibc maps blocks above its mmap threshold (<= 32 MB) from the kernel and unmaps them on free, which
     made each evaluation of a few thousand atoms page-fault its buffers in again (2-3x slower). Once an
-    integrator exists, a 64 MB tensor comes from the heap instead (mallinfo2's hblkhd: bytes in mapped
-    blocks); ACTIONMD_MALLOC=default leaves malloc as it was. Clean subprocesses: the setting is process-wide."""
+    integrator has stepped, a 64 MB tensor comes from the heap instead (mallinfo2's hblkhd: bytes in mapped
+    blocks): by default (auto) up to AUTO_MAX_ATOMS atoms, always with keep, never with default. Clean
+    subprocesses: the setting is process-wide. (32 atoms here; the limit is lowered to 10 to cross it.)"""
     import os
     import subprocess
     import sys
     code = f"""
 import ctypes, torch
+import actionmd.allocator
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in
                 ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
@@ -295,15 +299,24 @@ def mapped_while_held():
     block = torch.ones(16 * 2**20, dtype=torch.float32)  # 64 MB
     return libc.mallinfo2().hblkhd
 before = mapped_while_held()
+if {limit!r} is not None:
+    actionmd.allocator.AUTO_MAX_ATOMS = {limit!r}
 from actionmd.ase import ActionVerlet
 from actionmd.examples import ne_xe_crystal
 ActionVerlet(ne_xe_crystal(repeat=2, temperature_K=60), {str(lj_mixture_model)!r}).run(1)
 print("MAPPED", before, mapped_while_held())
 """
-    env = dict(os.environ, ACTIONMD_MALLOC="default") if opt_out else \
-        {k: v for k, v in os.environ.items() if k != "ACTIONMD_MALLOC"}
+    env = {k: v for k, v in os.environ.items() if k != "ACTIONMD_MALLOC"}
+    if choice:
+        env["ACTIONMD_MALLOC"] = choice
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     before, after = map(int, next(l for l in result.stdout.splitlines() if l.startswith("MAPPED")).split()[1:])
     assert before >= 64 * 2**20  # glibc's default: the block is mapped on its own
-    assert (after >= 64 * 2**20) == opt_out
+    assert (after < 64 * 2**20) == kept
+
+
+def test_a_mistaken_actionmd_malloc_is_refused_by_name(lj_mixture_model, monkeypatch):
+    monkeypatch.setenv("ACTIONMD_MALLOC", "sometimes")
+    with pytest.raises(ValueError, match=r"ACTIONMD_MALLOC must be one of auto, keep, default .* got 'sometimes'"):
+        ActionVerlet(ne_xe_crystal(repeat=2, temperature_K=60), str(lj_mixture_model))

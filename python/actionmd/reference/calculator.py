@@ -26,7 +26,6 @@ class PotentialCalculator(Calculator):
     def __init__(self, model: str | LoadedModel, **kwargs):
         super().__init__(**kwargs)
         self.model = model if isinstance(model, LoadedModel) else load_model(model, device="cpu")
-        keep_large_buffers()  # as the integrators do: the same-backbone speed baseline runs alike
         module = self.model.module
         if hasattr(module, "potential_energy"):
             self.module, self.dtype = module.to(torch.float64), torch.float64
@@ -39,9 +38,12 @@ class PotentialCalculator(Calculator):
                              "action.potential_energy_per_atom())")
         self.species = {z: t for t, z in enumerate(self.model.metadata.species)}
         self.neighbors = VerletList(self.model.metadata.cutoff, skin=0.5)
+        self._malloc_set = False
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
+        if not self._malloc_set:  # as the integrators do: the same-backbone baseline runs alike
+            self._malloc_set = keep_large_buffers(len(self.atoms)) or True
         try:
             types = torch.tensor([self.species[z] for z in self.atoms.numbers], dtype=torch.int64)
         except KeyError as err:
