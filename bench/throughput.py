@@ -8,9 +8,10 @@ The goal of issue 6 on one GPU: >= 2e6 fully converged atom-steps/s at ~100k ato
 cells = 108,000, 63 cells = 1,000,188) at 100 K, integrated by ActionVerlet with the shipped
 models/lj-mixture/lj-mixture-20fs.pt (float32, predictor guess, default tolerance): what a user runs.
 Per size: two warm-up strides (TorchScript specialises, CUDA allocates), then --strides timed strides
-(synchronised on the GPU). Reports wall s per stride, atom-steps/s (atoms x strides / s), solver
-iterations and model evaluations per stride, evaluations x atoms / s, and peak memory (the GPU's
-max_memory_allocated, or the process's peak RSS on CPU). Sizes stop when a stride would exceed
+(synchronised on the GPU), each size in a fresh process (so that its peak memory and its malloc setting,
+see python/actionmd/allocator.py, are its own). Reports wall s per stride, atom-steps/s (atoms x strides
+/ s), solver iterations and model evaluations per stride, evaluations x atoms / s, and peak memory (the
+GPU's max_memory_allocated, or the process's peak RSS on CPU). Sizes stop when a stride would exceed
 --max-stride-s (judged from the previous size) or memory runs out; the reason is recorded.
 A benchmark, not a test: it asserts nothing, it reports.
 """
@@ -18,6 +19,8 @@ import argparse
 import json
 import platform
 import resource
+import subprocess
+import sys
 import time
 from importlib import metadata
 from pathlib import Path
@@ -85,9 +88,16 @@ def main() -> None:
     parser.add_argument("--max-stride-s", type=float, default=60.0,
                         help="skip the remaining sizes once a stride would take longer than this")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--single", type=int, help=argparse.SUPPRESS)  # one size, in this process: a JSON line
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: this torch sees no CUDA device; use --device cpu")
+    if args.single is not None:
+        try:
+            print(json.dumps(measure(args.single, args.strides, args.device, args.model)))
+        except torch.cuda.OutOfMemoryError as err:
+            print(json.dumps({"error": f"out of GPU memory ({str(err).splitlines()[0]})"}))
+        return
     gpu = args.device.startswith("cuda")
     cells = args.cells or ([3, 6, 12, 19, 30, 40, 50, 63] if gpu else [3, 6, 12, 19])
     out = args.out or ROOT / "bench" / "results" / f"throughput_{'gpu' if gpu else 'cpu'}.json"
@@ -98,10 +108,13 @@ def main() -> None:
             if projected > args.max_stride_s:
                 stopped = f"{4 * c ** 3} atoms: a stride would take ~{projected:.0f} s > --max-stride-s"
                 break
-        try:
-            row = measure(c, args.strides, args.device, args.model)
-        except torch.cuda.OutOfMemoryError as err:
-            stopped = f"{4 * c ** 3} atoms: out of GPU memory ({str(err).splitlines()[0]})"
+        run = subprocess.run([sys.executable, __file__, "--single", str(c), "--strides", str(args.strides),
+                              "--device", args.device, "--model", str(args.model)], capture_output=True, text=True)
+        lines = run.stdout.strip().splitlines()
+        row = json.loads(lines[-1]) if run.returncode == 0 and lines else \
+            {"error": f"exit status {run.returncode} (killed for memory?): {run.stderr.strip()[-300:]}"}
+        if "error" in row:
+            stopped = f"{4 * c ** 3} atoms: {row['error']}"
             break
         rows.append(row)
         print(f"{row['atoms']:>9} atoms  {row['s_per_stride']:8.3f} s/stride  {row['atom_steps_per_s']:10.3g} "

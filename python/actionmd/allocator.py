@@ -33,16 +33,27 @@ def malloc_choice() -> str:
     return choice
 
 
+GLIBC_MMAP_THRESHOLD = 32 << 20  # glibc's own threshold, once grown (its dynamic maximum on 64-bit)
+_raised = False
+
+
 def keep_large_buffers(n_atoms: int) -> bool:
-    """Raise glibc's mmap and trim thresholds for a process that evaluates ``n_atoms`` atoms, as
-    ACTIONMD_MALLOC says; True if they are raised (now or before), False where they are left alone."""
+    """Raise glibc's mmap and trim thresholds for a process that now evaluates ``n_atoms`` atoms, as
+    ACTIONMD_MALLOC says; True if they are raised. A process that raised them for a small system and now
+    meets a large one (auto) gets glibc's grown defaults back, so that new large buffers are mapped again."""
+    global _raised
     choice = malloc_choice()
-    if choice == "default" or (choice == "auto" and n_atoms > AUTO_MAX_ATOMS) or not sys.platform.startswith("linux"):
+    mallopt = _mallopt() if sys.platform.startswith("linux") else None
+    if mallopt is None or choice == "default":
         return False
-    mallopt = _mallopt()
-    if mallopt is None:
+    if choice == "auto" and n_atoms > AUTO_MAX_ATOMS:
+        if _raised:
+            mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD)
+            mallopt(M_TRIM_THRESHOLD, 2 * GLIBC_MMAP_THRESHOLD)
+            _raised = False
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    _raised = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return _raised
 
 
 @functools.lru_cache(maxsize=None)

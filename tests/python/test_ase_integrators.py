@@ -276,14 +276,15 @@ print("THREADS", ours, theirs, torch.get_num_threads(), sum("thread count fell" 
 
 
 @pytest.mark.parametrize("choice, limit, kept", [("", None, True), ("default", None, False), ("keep", 10, True),
-                                                  ("auto", 10, False)])
+                                                  ("auto", 10, False), ("auto", "small then large", False)])
 def test_the_integrator_keeps_large_buffers_in_the_heap_as_actionmd_malloc_says(lj_mixture_model, choice, limit,
                                                                                kept):
     """glibc maps blocks above its mmap threshold (<= 32 MB) from the kernel and unmaps them on free, which
     made each evaluation of a few thousand atoms page-fault its buffers in again (2-3x slower). Once an
     integrator has stepped, a 64 MB tensor comes from the heap instead (mallinfo2's hblkhd: bytes in mapped
     blocks): by default (auto) up to AUTO_MAX_ATOMS atoms, always with keep, never with default. Clean
-    subprocesses: the setting is process-wide. (32 atoms here; the limit is lowered to 10 to cross it.)"""
+    subprocesses: the setting is process-wide. (32 atoms here; the limit is lowered to 10 to cross it; a
+    process that kept them for a small system and then meets a large one maps large blocks again.)"""
     import os
     import subprocess
     import sys
@@ -299,10 +300,15 @@ def mapped_while_held():
     block = torch.ones(16 * 2**20, dtype=torch.float32)  # 64 MB
     return libc.mallinfo2().hblkhd
 before = mapped_while_held()
-if {limit!r} is not None:
-    actionmd.allocator.AUTO_MAX_ATOMS = {limit!r}
 from actionmd.ase import ActionVerlet
 from actionmd.examples import ne_xe_crystal
+limit = {limit!r}
+if limit == "small then large":
+    ActionVerlet(ne_xe_crystal(repeat=2, temperature_K=60), {str(lj_mixture_model)!r}).run(1)
+    assert mapped_while_held() < 64 * 2**20
+    limit = 10
+if limit is not None:
+    actionmd.allocator.AUTO_MAX_ATOMS = limit
 ActionVerlet(ne_xe_crystal(repeat=2, temperature_K=60), {str(lj_mixture_model)!r}).run(1)
 print("MAPPED", before, mapped_while_held())
 """
