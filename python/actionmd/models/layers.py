@@ -249,24 +249,21 @@ class Encoder(nn.Module):
 
     def subgraph(self, positions: torch.Tensor, edge_index: torch.Tensor, edge_shifts: torch.Tensor, n_owned: int,
                  hops: int = 0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(atoms, edge_index, edge_shifts) of the part of the graph that forward(..., n_owned, hops) reads,
-        renumbered among ``atoms`` (ascending, so the owned atoms stay first). A LAMMPS rank passes a
-        ghost shell many times its owned atoms; every per-atom tensor then shrinks to this part."""
+        """(atoms, edge_index, edge_shifts): a part of the graph holding all that forward(..., n_owned, hops)
+        reads, renumbered among ``atoms`` (ascending, so the owned atoms stay first). A LAMMPS rank passes a
+        ghost shell many times its owned atoms; every per-atom tensor then shrinks to this part. Shells of
+        the engine's list (with its skin) are a superset of the cutoff's, so nothing is measured here:
+        forward drops the rest exactly."""
         n_atoms = positions.shape[0]
         depth = self._depth(hops)
         with torch.no_grad():
-            # the engine's list (with its skin) gives a superset of the shells: enough to drop most edges
-            # before measuring them
-            rough = hop_shells(edge_index[0], edge_index[1], n_owned, n_atoms, depth)[depth]
-            keep = torch.nonzero(rough[edge_index[0]]).squeeze(1)
-            i, j, shifts = self.geometry.within_cutoff(positions, edge_index[:, keep], edge_shifts[keep])
-            shells = hop_shells(i, j, n_owned, n_atoms, depth + 1)
-            keep = torch.nonzero(shells[depth][i]).squeeze(1)
+            shells = hop_shells(edge_index[0], edge_index[1], n_owned, n_atoms, depth + 1)
+            keep = torch.nonzero(shells[depth][edge_index[0]]).squeeze(1)
             atoms = torch.nonzero(shells[depth + 1]).squeeze(1)
-            compact_of = torch.full([n_atoms], -1, dtype=i.dtype, device=i.device)
-            compact_of[atoms] = torch.arange(atoms.shape[0], dtype=i.dtype, device=i.device)
-            edges = torch.stack([compact_of[i[keep]], compact_of[j[keep]]])
-        return atoms, edges, shifts[keep]
+            compact_of = torch.full([n_atoms], -1, dtype=edge_index.dtype, device=edge_index.device)
+            compact_of[atoms] = torch.arange(atoms.shape[0], dtype=edge_index.dtype, device=edge_index.device)
+            edges = compact_of[edge_index[:, keep]]
+        return atoms, edges, edge_shifts[keep]
 
 
 def _centred_on(mask: torch.Tensor, i: torch.Tensor, j: torch.Tensor, radial: torch.Tensor):
