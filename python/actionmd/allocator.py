@@ -23,6 +23,8 @@ MMAP_THRESHOLD = 1 << 30          # bytes: only blocks above 1 GB are still mapp
 TRIM_THRESHOLD = (1 << 31) - 1    # bytes: never hand the heap's free top back (mallopt takes an int)
 AUTO_MAX_ATOMS = 30_000           # ~6 GB of heap at the shipped models' size (2x the unkept peak)
 CHOICES = ("auto", "keep", "default")
+GLIBC_MMAP_THRESHOLD = 32 << 20  # glibc's own threshold, once grown (its dynamic maximum on 64-bit)
+_raised = False                  # this process raised the thresholds
 
 
 def malloc_choice() -> str:
@@ -31,10 +33,6 @@ def malloc_choice() -> str:
         raise ValueError(f"ACTIONMD_MALLOC must be one of {', '.join(CHOICES)} (auto: keep torch's large buffers "
                          f"in the heap for up to {AUTO_MAX_ATOMS} atoms), got {choice!r}")
     return choice
-
-
-GLIBC_MMAP_THRESHOLD = 32 << 20  # glibc's own threshold, once grown (its dynamic maximum on 64-bit)
-_raised = False
 
 
 def keep_large_buffers(n_atoms: int) -> bool:

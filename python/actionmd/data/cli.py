@@ -32,29 +32,22 @@ def register(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-class Interrupted(BaseException):
-    """Ctrl-C or SIGTERM (a batch scheduler's time limit, `kill`): unwind, so the HDF5 file is closed and the
-    scratch directory removed. A BaseException like KeyboardInterrupt, so no `except Exception` swallows
-    it; where Python drops it anyway (a signal landing in a garbage-collection callback), the remembered
-    signal stops the run at the next progress tick."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-_received: list[int] = []
-
-
-def _interrupt(signum, frame):
-    _received.append(signum)
-    raise Interrupted(signum)
+_received: list[int] = []  # signals seen during this run: a dropped StopRequested still stops it
 
 
 def run(args) -> int:
+    from .generate import StopRequested
+
+    def stop(signum, frame):
+        """Ctrl-C or SIGTERM (a batch scheduler's time limit, `kill`): unwind, closing the HDF5 file and
+        removing the scratch directory. Where Python drops the exception (a signal landing in a garbage-
+        collection callback), the remembered signal stops the run at the next progress tick."""
+        _received.append(signum)
+        raise StopRequested()
+
     on_main_thread = threading.current_thread() is threading.main_thread()
     signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {s: signal.signal(s, _interrupt) for s in signals} if on_main_thread else {}
+    previous = {s: signal.signal(s, stop) for s in signals} if on_main_thread else {}
     _received.clear()
     try:
         return _run(args)
@@ -72,8 +65,8 @@ def _run(args) -> int:
         cfg = load_config(args.config, args.overrides)
         output = args.output or cfg.get("output") or f"{Path(args.config).stem}.h5"
         generate(cfg, output, progress=not args.no_progress, stop_requested=lambda: bool(_received))
-    except (Interrupted, StopRequested, KeyboardInterrupt, ConfigError, LammpsError) as exc:
-        if _received or isinstance(exc, (Interrupted, StopRequested, KeyboardInterrupt)):
+    except (StopRequested, KeyboardInterrupt, ConfigError, LammpsError) as exc:
+        if _received or isinstance(exc, (StopRequested, KeyboardInterrupt)):
             signum = _received[0] if _received else signal.SIGINT
             how = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
             print(f"actionmd generate: {how}; finished segments are kept in {output}: "

@@ -86,7 +86,7 @@ def _segment_arrays(frames, origin, cell, masses, units, proto) -> dict:
 
 
 class StopRequested(BaseException):
-    """``stop_requested()`` said so at a progress tick: unwind like Ctrl-C (BaseException, so that no
+    """A signal, or ``stop_requested()`` at a progress tick: unwind like Ctrl-C (a BaseException, so that no
     ``except Exception`` on the way swallows it), closing the file and removing the scratch directory."""
 
 

@@ -23,11 +23,13 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
 from ..model_file import export_model
 from ..models import build_learned_model, scales_from_frames
+from ..neighbors import VerletList
 from .dataset import frames_from_dataset
 from .trainer import Trainer, TrainingOptions, split_by_trajectory
 
@@ -225,10 +227,9 @@ def _check_same_model(original, rebuilt, metadata: dict, source: str) -> None:
     masses = torch.tensor(metadata["masses"], dtype=torch.float64)
     types = torch.randint(len(masses), (len(grid),), generator=generator)
     momenta = torch.randn(grid.shape, generator=generator, dtype=torch.float64) * (masses[types] * 0.005).unsqueeze(1)
-    pairs = torch.cdist(positions, positions) < metadata["cutoff"]
-    pairs.fill_diagonal_(False)
-    edges = torch.nonzero(pairs).T.contiguous()
-    shifts = torch.zeros(edges.shape[1], 3, dtype=dtype)
+    neighbors = VerletList(metadata["cutoff"], skin=0.5)  # skin edges too, as engines pass them
+    neighbors.update(positions.numpy(), np.eye(3) * float(grid.max() + metadata["cutoff"]), [False] * 3)
+    edges, shifts = neighbors.edge_index, neighbors.edge_shifts(dtype)
     rebuilt = torch.jit.script(rebuilt)
     results = []
     for module in (original, rebuilt):
