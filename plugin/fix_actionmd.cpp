@@ -35,10 +35,12 @@ constexpr double DT_RTOL = 1.0e-9;      // relative timestep/stride mismatch tol
 // each model evaluation of a few thousand atoms page-faults its per-edge buffers in again: 2-3x the
 // time. Raising the thresholds keeps them in the heap at about twice the peak memory. ACTIONMD_MALLOC:
 // auto (default) up to AUTO_MAX_ATOMS atoms per rank, keep, or default (never); the same policy as
-// python/actionmd/allocator.py for ASE. Returns "" if the thresholds were raised, else why not.
+// python/actionmd/allocator.py for ASE. Judged at every run's init, on the atoms the run has.
 constexpr double AUTO_MAX_ATOMS = 30000.0;
+constexpr int GLIBC_MMAP_THRESHOLD = 32 << 20;    // glibc's own threshold once grown (64-bit maximum)
+bool heap_raised = false;    // this process raised the thresholds (process-wide, as the setting)
 
-std::string keep_large_buffers(double atoms_per_rank, Error *error)
+std::string malloc_choice(Error *error)
 {
   const char *env = std::getenv("ACTIONMD_MALLOC");
   const std::string choice = env && *env ? env : "auto";
@@ -46,12 +48,30 @@ std::string keep_large_buffers(double atoms_per_rank, Error *error)
     error->all(FLERR, "fix actionmd: ACTIONMD_MALLOC must be auto, keep or default (auto: keep "
                       "libtorch's large buffers in the heap for up to {} atoms per rank), got '{}'",
                AUTO_MAX_ATOMS, choice);
+  return choice;
+}
+
+// Returns "" if the thresholds are raised, else why not. A rank that raised them for a small system
+// and now holds a large one (auto) gets glibc's grown defaults back, so that new large buffers are
+// mapped again instead of piling up in the heap.
+std::string keep_large_buffers(double atoms_per_rank, Error *error)
+{
+  const std::string choice = malloc_choice(error);
   if (choice == "default") return "ACTIONMD_MALLOC=default";
-  if (choice == "auto" && atoms_per_rank > AUTO_MAX_ATOMS)
+  if (choice == "auto" && atoms_per_rank > AUTO_MAX_ATOMS) {
+#ifdef __GLIBC__
+    if (heap_raised) {
+      mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD);
+      mallopt(M_TRIM_THRESHOLD, 2 * GLIBC_MMAP_THRESHOLD);
+      heap_raised = false;
+    }
+#endif
     return fmt::format("{:.0f} atoms per rank > {:.0f}; ACTIONMD_MALLOC=keep trades ~2x memory for "
                        "~2x speed", atoms_per_rank, AUTO_MAX_ATOMS);
+  }
 #ifdef __GLIBC__
-  if (mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1) return "";
+  heap_raised = mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
+  if (heap_raised) return "";
 #endif
   return "not glibc";
 }
@@ -210,9 +230,7 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
                       "of the {} atom types, e.g. 'types Cu Ni'",
                atom->ntypes);
 
-  const std::string heap_left = device == "cpu"
-      ? keep_large_buffers(static_cast<double>(atom->natoms) / comm->nprocs, error)
-      : "device " + device;
+  malloc_choice(error);    // a mistaken ACTIONMD_MALLOC fails here; init() applies it to each run
   try {
     model = actionmd::load_torchscript_model(model_path, device);
   } catch (const std::exception &e) {
@@ -249,11 +267,6 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
                    meta.time_reversible ? "time-reversible" : "not time-reversible",
                    meta.has_predictor ? ", with predictor" : "",
                    model->has_owned_methods() ? ", owned-atom methods" : "");
-    if (heap_left.empty())
-      utils::logmesg(lmp, "fix actionmd: glibc malloc keeps buffers up to 1 GB in the heap "
-                          "(ACTIONMD_MALLOC=default to leave it alone)\n");
-    else
-      utils::logmesg(lmp, "fix actionmd: malloc left alone ({})\n", heap_left);
     // a learned file exported before the owned-atom methods evaluates its ghosts' outputs too
     if (!model->has_owned_methods() && meta.learned)
       error->warning(FLERR, "fix actionmd: model {} has no forward_owned(), so every rank also "
@@ -289,10 +302,28 @@ void FixActionMD::setup_units()
   }
 }
 
+// Whether malloc keeps libtorch's large buffers depends on the atoms per rank, which a script may change
+// between runs (create_atoms after the fix, delete_atoms, read_restart): judged per run, logged on change.
+void FixActionMD::set_heap_policy()
+{
+  const std::string state = device == "cpu"
+      ? keep_large_buffers(static_cast<double>(atom->natoms) / comm->nprocs, error)
+      : "device " + device;
+  if (state == heap_state) return;
+  heap_state = state;
+  if (comm->me != 0) return;
+  if (state.empty())
+    utils::logmesg(lmp, "fix actionmd: glibc malloc keeps buffers up to 1 GB in the heap "
+                        "(ACTIONMD_MALLOC=default to leave it alone)\n");
+  else
+    utils::logmesg(lmp, "fix actionmd: malloc left alone ({})\n", state);
+}
+
 void FixActionMD::init()
 {
   setup_units();
   const auto &meta = model->metadata();
+  set_heap_policy();
 
   double dt_fs = update->dt * fs_per_time;
   if (std::fabs(dt_fs - stride) > DT_RTOL * stride)

@@ -43,6 +43,7 @@ class FixActionMD : public Fix {
  private:
   std::unique_ptr<actionmd::ActionModel> model;
   std::string model_path, device;
+  std::string heap_state = "unset";    // what set_heap_policy() last logged ("" = buffers kept)
   std::vector<int> type_map;    // LAMMPS type -> model type id (index 0 unused)
 
   enum { MODE_ACTION, MODE_PREDICTOR } mode;
@@ -89,6 +90,7 @@ class FixActionMD : public Fix {
   void half_kick();    // v += dt/2 * f/m: forces in f from other fixes (Strang splitting)
 
   void setup_units();
+  void set_heap_policy();
   void check_ghost_cutoff(double extra, const char *when);
   void grow(int natoms);
   void build_edges(int natoms);

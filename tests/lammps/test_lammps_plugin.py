@@ -168,6 +168,29 @@ def test_the_fix_keeps_large_buffers_in_the_heap_as_actionmd_malloc_says(run_lmp
     assert "ACTIONMD_MALLOC must be auto, keep or default" in r.output and "got 'always'" in r.output
 
 
+def test_the_heap_policy_follows_the_atoms_of_each_run(run_lmp):
+    """auto keeps buffers for up to 30,000 atoms per rank, judged at each run on the atoms it has (a script
+    may create or delete atoms after the fix): 32,000 argon atoms leave malloc alone, and after deleting
+    all but 500 the next run keeps the buffers."""
+    models.lj_argon(run_lmp.dir / "lj.pt")
+    argon_data(run_lmp.dir / "ar.data", n=20)
+    shrink = """
+region corner block 0 26.3 0 26.3 0 26.3 units box
+group corner region corner
+group rest subtract all corner
+delete_atoms group rest
+run 0
+"""
+    r = run_lmp(lj_script("lj.pt", steps=0) + shrink, env={"ACTIONMD_MALLOC": "auto"})
+    assert r.returncode == 0, r.output[-3000:]
+    left = "fix actionmd: malloc left alone (32000 atoms per rank > 30000; ACTIONMD_MALLOC=keep trades"
+    kept = "fix actionmd: glibc malloc keeps buffers up to 1 GB in the heap"
+    deleted = "Deleted 31500 atoms"
+    assert left in r.output and deleted in r.output and kept in r.output, r.output[-3000:]
+    assert r.output.index(left) < r.output.index(deleted) < r.output.index(kept), r.output[-3000:]
+    assert r.output.count(left) == 1  # logged when it changes, not at every run
+
+
 def test_unknown_extra_keys_are_allowed(run_lmp):
     _bad_model_files(run_lmp.dir)
     argon_data(run_lmp.dir / "ar.data")
