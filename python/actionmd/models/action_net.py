@@ -153,7 +153,7 @@ class Predictor(nn.Module):
 
 
 # A pair head's first Linear on [per-atom features of i and j, edge features] is applied to each atom's
-# features once and gathered per edge: the same numbers as concatenating per edge, without the (E, 2F)
+# features once and gathered per edge: the same function as concatenating per edge, without the (E, 2F)
 # concatenation and its (E, 2F) x (2F, F) product (on CPU the concatenation alone cost 20 % of a prediction).
 
 def _first_linear(weight: torch.Tensor, bias: torch.Tensor, h: torch.Tensor, i: torch.Tensor, j: torch.Tensor,
