@@ -176,6 +176,49 @@ def test_killed_run_resumes_to_the_same_file(tmp_path):
     assert_same_file(ref, out)
 
 
+def _mpirun_generate_until(args, out, segments_done, scratch):
+    """mpirun -np 2 actionmd generate, sent SIGTERM once the file holds ``segments_done`` segments."""
+    cmd = [str(BIN / "mpirun"), "-np", "2", sys.executable, "-m", "actionmd.data", "generate", *args, "-o", str(out),
+           "--no-progress"]
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "TMPDIR": str(scratch)}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            with h5py.File(out, "r") as f:
+                if "condition_000" in f and f"segment_{segments_done:04d}" in f["condition_000"]:
+                    break
+        except (OSError, KeyError):
+            pass
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)  # mpirun forwards it to every rank, as a scheduler's time limit does
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("a rank still waited in a collective call 60 s after SIGTERM")
+    return proc.returncode, stderr
+
+
+def test_a_killed_mpi_run_stops_on_every_rank_and_resumes(tmp_path):
+    """Under mpirun every rank must unwind at the same point: a rank that stopped on its own left the others
+    in a collective call until the scheduler's SIGKILL (2 of 3 tries hung before the ranks agreed at the
+    progress tick). Killed twice, the run resumes to the file an uninterrupted 2-rank run writes."""
+    args = cli_overrides("lj-mixture", "protocol.segments=6", "protocol.segment_steps=2000")
+    ref = tmp_path / "ref.h5"
+    assert run_cli(*args, "-o", str(ref), np=2).returncode == 0
+    out, scratch = tmp_path / "killed.h5", tmp_path / "scratch"
+    scratch.mkdir()
+    for segments_done in (1, 3):
+        returncode, stderr = _mpirun_generate_until(args, out, segments_done, scratch)
+        assert returncode == 143, f"run finished before it could be interrupted: {returncode} {stderr[-2000:]}"
+        assert stderr.count("terminated (SIGTERM); finished segments are kept in") == 1, stderr[-2000:]
+        assert list(scratch.iterdir()) == [], "a rank's scratch directory outlived the run"
+    assert run_cli(*args, "-o", str(out), np=2).returncode == 0
+    assert_same_file(ref, out)
+
+
 def test_a_stop_request_unwinds_at_the_next_progress_tick_and_the_run_resumes(tmp_path, monkeypatch, lj_file):
     """What a signal that Python could not raise in place (e.g. inside a garbage-collection callback) falls
     back on: the next progress tick stops the run, the scratch directory goes, and a re-run finishes it."""

