@@ -21,6 +21,7 @@
 #include <cstring>
 #ifdef __GLIBC__
 #include <malloc.h>
+#include <unistd.h>
 #endif
 
 using namespace LAMMPS_NS;
@@ -35,8 +36,11 @@ constexpr double DT_RTOL = 1.0e-9;      // relative timestep/stride mismatch tol
 // each model evaluation of a few thousand atoms page-faults its per-edge buffers in again: 2-3x the
 // time. Raising the thresholds keeps them in the heap at about twice the peak memory. ACTIONMD_MALLOC:
 // auto (default) up to AUTO_MAX_ATOMS atoms per rank, keep, or default (never); the same policy as
-// python/actionmd/allocator.py for ASE. Judged at every run's init, on the atoms the run has.
+// python/actionmd/allocator.py for ASE. Judged at every run's init, on the atoms the run has; auto also
+// asks that the kept heaps of all ranks on the node fit in MEMORY_SHARE of its memory.
 constexpr double AUTO_MAX_ATOMS = 30000.0;
+constexpr double KEPT_BYTES_PER_ATOM = 250000.0;    // kept peak ~0.2 MB per atom (LJ), with margin
+constexpr double MEMORY_SHARE = 0.5;
 constexpr int GLIBC_MMAP_THRESHOLD = 32 << 20;    // glibc's own threshold once grown (64-bit maximum)
 bool heap_raised = false;    // this process raised the thresholds (process-wide, as the setting)
 
@@ -54,11 +58,32 @@ std::string malloc_choice(Error *error)
 // Returns "" if the thresholds are raised, else why not. A rank that raised them for a small system
 // and now holds a large one (auto) gets glibc's grown defaults back, so that new large buffers are
 // mapped again instead of piling up in the heap.
-std::string keep_large_buffers(double atoms_per_rank, Error *error)
+double physical_memory()
+{
+  const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page_size > 0 ? static_cast<double>(pages) * page_size : 0.0;
+}
+
+// Why auto leaves malloc alone for this run, or "" if it may keep the buffers.
+std::string auto_declines(double atoms_per_rank, int node_ranks)
+{
+  if (atoms_per_rank > AUTO_MAX_ATOMS)
+    return fmt::format("{:.0f} atoms per rank > {:.0f}; ACTIONMD_MALLOC=keep trades ~2x memory for "
+                       "~2x speed", atoms_per_rank, AUTO_MAX_ATOMS);
+  const double memory = physical_memory(), kept = node_ranks * atoms_per_rank * KEPT_BYTES_PER_ATOM;
+  if (memory > 0.0 && kept > MEMORY_SHARE * memory)
+    return fmt::format("{} rank(s) on this node x {:.0f} atoms would keep ~{:.1f} GB, more than {:.0f} % "
+                       "of its {:.1f} GB; ACTIONMD_MALLOC=keep overrides", node_ranks, atoms_per_rank,
+                       kept / 1e9, 100.0 * MEMORY_SHARE, memory / 1e9);
+  return "";
+}
+
+std::string keep_large_buffers(double atoms_per_rank, int node_ranks, Error *error)
 {
   const std::string choice = malloc_choice(error);
   if (choice == "default") return "ACTIONMD_MALLOC=default";
-  if (choice == "auto" && atoms_per_rank > AUTO_MAX_ATOMS) {
+  const std::string declined = choice == "auto" ? auto_declines(atoms_per_rank, node_ranks) : "";
+  if (!declined.empty()) {
 #ifdef __GLIBC__
     if (heap_raised) {
       mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD);
@@ -66,8 +91,7 @@ std::string keep_large_buffers(double atoms_per_rank, Error *error)
       heap_raised = false;
     }
 #endif
-    return fmt::format("{:.0f} atoms per rank > {:.0f}; ACTIONMD_MALLOC=keep trades ~2x memory for "
-                       "~2x speed", atoms_per_rank, AUTO_MAX_ATOMS);
+    return declined;
   }
 #ifdef __GLIBC__
   heap_raised = mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 && mallopt(M_TRIM_THRESHOLD, INT_MAX) == 1;
@@ -231,6 +255,10 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
                atom->ntypes);
 
   malloc_choice(error);    // a mistaken ACTIONMD_MALLOC fails here; init() applies it to each run
+  MPI_Comm node;    // the ranks that share this node's memory
+  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, comm->me, MPI_INFO_NULL, &node);
+  MPI_Comm_size(node, &node_ranks);
+  MPI_Comm_free(&node);
   try {
     model = actionmd::load_torchscript_model(model_path, device);
   } catch (const std::exception &e) {
@@ -307,7 +335,7 @@ void FixActionMD::setup_units()
 void FixActionMD::set_heap_policy()
 {
   const std::string state = device == "cpu"
-      ? keep_large_buffers(static_cast<double>(atom->natoms) / comm->nprocs, error)
+      ? keep_large_buffers(static_cast<double>(atom->natoms) / comm->nprocs, node_ranks, error)
       : "device " + device;
   if (state == heap_state) return;
   heap_state = state;

@@ -44,6 +44,7 @@ class FixActionMD : public Fix {
   std::unique_ptr<actionmd::ActionModel> model;
   std::string model_path, device;
   std::string heap_state = "unset";    // what set_heap_policy() last logged ("" = buffers kept)
+  int node_ranks = 1;                  // ranks sharing this node's memory (for the malloc policy)
   std::vector<int> type_map;    // LAMMPS type -> model type id (index 0 unused)
 
   enum { MODE_ACTION, MODE_PREDICTOR } mode;

@@ -7,8 +7,10 @@ whole working set again: 2-3x the time on CPU. Raising the threshold keeps those
 reuse, at about twice the peak memory (bench/throughput.py, 27,436 atoms: 7.83 -> 2.76 s per stride,
 2.8 -> 5.9 GB; at 108,000 atoms the heap outgrew 24 GB where 8.7 GB had done).
 
-ACTIONMD_MALLOC chooses: ``auto`` (default) keeps the buffers for up to AUTO_MAX_ATOMS atoms per process,
-``keep`` always, ``default`` never. The setting is process-wide, like the GLIBC_TUNABLES it mirrors.
+ACTIONMD_MALLOC chooses: ``auto`` (default) keeps the buffers for up to AUTO_MAX_ATOMS atoms per process
+when the kept heap (~KEPT_BYTES_PER_ATOM per atom, for every process on the machine) fits in MEMORY_SHARE of
+its memory; ``keep`` always, ``default`` never. The setting is process-wide, like the GLIBC_TUNABLES it
+mirrors.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 1 << 30          # bytes: only blocks above 1 GB are still mapped on their own
 TRIM_THRESHOLD = (1 << 31) - 1    # bytes: never hand the heap's free top back (mallopt takes an int)
 AUTO_MAX_ATOMS = 30_000           # ~6 GB of heap at the shipped models' size (2x the unkept peak)
+KEPT_BYTES_PER_ATOM = 250_000     # kept peak: ~0.2 MB per atom (LJ model, 27,436-55,296 atoms), with margin
+MEMORY_SHARE = 0.5                # of the machine's memory that the processes' kept heaps may take
 CHOICES = ("auto", "keep", "default")
 GLIBC_MMAP_THRESHOLD = 32 << 20  # glibc's own threshold, once grown (its dynamic maximum on 64-bit)
 _raised = False                  # this process raised the thresholds
@@ -35,16 +39,17 @@ def malloc_choice() -> str:
     return choice
 
 
-def keep_large_buffers(n_atoms: int) -> bool:
-    """Raise glibc's mmap and trim thresholds for a process that now evaluates ``n_atoms`` atoms, as
-    ACTIONMD_MALLOC says; True if they are raised. A process that raised them for a small system and now
-    meets a large one (auto) gets glibc's grown defaults back, so that new large buffers are mapped again."""
+def keep_large_buffers(n_atoms: int, processes: int = 1) -> bool:
+    """Raise glibc's mmap and trim thresholds for a process that now evaluates ``n_atoms`` atoms, one of
+    ``processes`` alike on this machine, as ACTIONMD_MALLOC says; True if they are raised. A process that
+    raised them for a small system and now meets a large one (auto) gets glibc's grown defaults back, so
+    that new large buffers are mapped again."""
     global _raised
     choice = malloc_choice()
     mallopt = _mallopt() if sys.platform.startswith("linux") else None
     if mallopt is None or choice == "default":
         return False
-    if choice == "auto" and n_atoms > AUTO_MAX_ATOMS:
+    if choice == "auto" and (n_atoms > AUTO_MAX_ATOMS or not _kept_heap_fits(n_atoms, processes)):
         if _raised:
             mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD)
             mallopt(M_TRIM_THRESHOLD, 2 * GLIBC_MMAP_THRESHOLD)
@@ -52,6 +57,19 @@ def keep_large_buffers(n_atoms: int) -> bool:
         return False
     _raised = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     return _raised
+
+
+def _kept_heap_fits(n_atoms: int, processes: int) -> bool:
+    memory = physical_memory()
+    return memory == 0 or processes * n_atoms * KEPT_BYTES_PER_ATOM <= MEMORY_SHARE * memory
+
+
+def physical_memory() -> int:
+    """The machine's memory in bytes, 0 where unknown."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 @functools.lru_cache(maxsize=None)

@@ -191,6 +191,21 @@ run 0
     assert r.output.count(left) == 1  # logged when it changes, not at every run
 
 
+def test_auto_leaves_malloc_alone_when_the_node_s_ranks_would_outgrow_its_memory(run_lmp):
+    """auto also asks that all ranks' kept heaps (~0.25 MB per atom) fit in half the node's memory: 55,296
+    atoms on 2 ranks (27,648 each, under the 30,000 limit) would keep ~13.8 GB, which is more than half of
+    this 24 GB development machine (the expected line follows the machine the test runs on)."""
+    from actionmd.allocator import KEPT_BYTES_PER_ATOM, MEMORY_SHARE, physical_memory
+    models.lj_argon(run_lmp.dir / "lj.pt")
+    argon_data(run_lmp.dir / "ar.data", n=24)
+    r = run_lmp(lj_script("lj.pt", steps=0), np=2, env={"ACTIONMD_MALLOC": "auto"})
+    assert r.returncode == 0, r.output[-3000:]
+    fits = 55296 * KEPT_BYTES_PER_ATOM <= MEMORY_SHARE * physical_memory()
+    declined = "fix actionmd: malloc left alone (2 rank(s) on this node x 27648 atoms would keep ~13.8 GB"
+    kept = "fix actionmd: glibc malloc keeps buffers up to 1 GB in the heap"
+    assert (kept in r.output, declined in r.output) == (fits, not fits), r.output[-3000:]
+
+
 def test_unknown_extra_keys_are_allowed(run_lmp):
     _bad_model_files(run_lmp.dir)
     argon_data(run_lmp.dir / "ar.data")

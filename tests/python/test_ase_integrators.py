@@ -276,7 +276,9 @@ print("THREADS", ours, theirs, torch.get_num_threads(), sum("thread count fell" 
 
 
 @pytest.mark.parametrize("choice, limit, kept", [("", None, True), ("default", None, False), ("keep", 10, True),
-                                                  ("auto", 10, False), ("auto", "small then large", False)])
+                                                  ("auto", 10, False), ("auto", "small then large", False),
+                                                  ("auto", "more than the memory", False),
+                                                  ("keep", "more than the memory", True)])
 def test_the_integrator_keeps_large_buffers_in_the_heap_as_actionmd_malloc_says(lj_mixture_model, choice, limit,
                                                                                kept):
     """glibc maps blocks above its mmap threshold (<= 32 MB) from the kernel and unmaps them on free, which
@@ -284,7 +286,9 @@ def test_the_integrator_keeps_large_buffers_in_the_heap_as_actionmd_malloc_says(
     integrator has stepped, a 64 MB tensor comes from the heap instead (mallinfo2's hblkhd: bytes in mapped
     blocks): by default (auto) up to AUTO_MAX_ATOMS atoms, always with keep, never with default. Clean
     subprocesses: the setting is process-wide. (32 atoms here; the limit is lowered to 10 to cross it; a
-    process that kept them for a small system and then meets a large one maps large blocks again.)"""
+    process that kept them for a small system and then meets a large one maps large blocks again; auto
+    declines, and keep insists, when the kept heap would outgrow half the machine's memory, here made to
+    by 1 TB per atom.)"""
     import os
     import subprocess
     import sys
@@ -307,7 +311,9 @@ if limit == "small then large":
     ActionVerlet(ne_xe_crystal(repeat=2, temperature_K=60), {str(lj_mixture_model)!r}).run(1)
     assert mapped_while_held() < 64 * 2**20
     limit = 10
-if limit is not None:
+if limit == "more than the memory":
+    actionmd.allocator.KEPT_BYTES_PER_ATOM = 1e12
+elif limit is not None:
     actionmd.allocator.AUTO_MAX_ATOMS = limit
 ActionVerlet(ne_xe_crystal(repeat=2, temperature_K=60), {str(lj_mixture_model)!r}).run(1)
 print("MAPPED", before, mapped_while_held())
