@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 #ifdef __GLIBC__
+#include <fstream>
 #include <malloc.h>
 #include <unistd.h>
 #endif
@@ -64,17 +65,55 @@ double physical_memory()
   return pages > 0 && page_size > 0 ? static_cast<double>(pages) * page_size : 0.0;
 }
 
+// Bytes this process may use: the machine's memory, or less where a cgroup limits it (a batch job's --mem),
+// the smallest limit on the way to the root (as actionmd.allocator.available_memory); 0 where unknown.
+double available_memory()
+{
+  double memory = physical_memory();
+  std::ifstream cgroups("/proc/self/cgroup");
+  std::string line;
+  while (std::getline(cgroups, line)) {
+    const auto first = line.find(':'), second = line.find(':', first + 1);
+    if (first == std::string::npos || second == std::string::npos) continue;
+    const std::string hierarchy = line.substr(0, first);
+    const std::string controllers = "," + line.substr(first + 1, second - first - 1) + ",";
+    std::string base, limit_file;
+    if (hierarchy == "0" && controllers == ",,") {
+      base = "/sys/fs/cgroup";    // cgroup v2
+      limit_file = "memory.max";
+    } else if (controllers.find(",memory,") != std::string::npos) {
+      base = "/sys/fs/cgroup/memory";    // cgroup v1
+      limit_file = "memory.limit_in_bytes";
+    } else {
+      continue;
+    }
+    std::string path = line.substr(second + 1);
+    while (true) {
+      std::ifstream limit_in(base + path + (path.empty() || path.back() != '/' ? "/" : "") + limit_file);
+      std::string text;
+      if (limit_in >> text && !text.empty() && text.find_first_not_of("0123456789") == std::string::npos) {
+        const double limit = std::stod(text);    // "max" (v2) means no limit
+        if (limit > 0.0 && (memory <= 0.0 || limit < memory)) memory = limit;
+      }
+      const auto slash = path.find_last_of('/');
+      if (path.empty() || slash == std::string::npos) break;
+      path = path.substr(0, slash);    // the parent cgroup ("" is the root)
+    }
+  }
+  return memory;
+}
+
 // Why auto leaves malloc alone for this run, or "" if it may keep the buffers.
 std::string auto_declines(double atoms_per_rank, int node_ranks)
 {
   if (atoms_per_rank > AUTO_MAX_ATOMS)
     return fmt::format("{:.0f} atoms per rank > {:.0f}; ACTIONMD_MALLOC=keep trades ~2x memory for "
                        "~2x speed", atoms_per_rank, AUTO_MAX_ATOMS);
-  const double memory = physical_memory(), kept = node_ranks * atoms_per_rank * KEPT_BYTES_PER_ATOM;
+  const double memory = available_memory(), kept = node_ranks * atoms_per_rank * KEPT_BYTES_PER_ATOM;
   if (memory > 0.0 && kept > MEMORY_SHARE * memory)
     return fmt::format("{} rank(s) on this node x {:.0f} atoms would keep ~{:.1f} GB, more than {:.0f} % "
-                       "of its {:.1f} GB; ACTIONMD_MALLOC=keep overrides", node_ranks, atoms_per_rank,
-                       kept / 1e9, 100.0 * MEMORY_SHARE, memory / 1e9);
+                       "of the {:.1f} GB they may use; ACTIONMD_MALLOC=keep overrides",
+                       node_ranks, atoms_per_rank, kept / 1e9, 100.0 * MEMORY_SHARE, memory / 1e9);
   return "";
 }
 

@@ -8,9 +8,9 @@ reuse, at about twice the peak memory (bench/throughput.py, 27,436 atoms: 7.83 -
 2.8 -> 5.9 GB; at 108,000 atoms the heap outgrew 24 GB where 8.7 GB had done).
 
 ACTIONMD_MALLOC chooses: ``auto`` (default) keeps the buffers for up to AUTO_MAX_ATOMS atoms per process
-when the kept heap (~KEPT_BYTES_PER_ATOM per atom, for every process on the machine) fits in MEMORY_SHARE of
-its memory; ``keep`` always, ``default`` never. The setting is process-wide, like the GLIBC_TUNABLES it
-mirrors.
+when the kept heaps (~KEPT_BYTES_PER_ATOM per atom, for every process on the machine) fit in MEMORY_SHARE
+of the memory they may use (the machine's, or a cgroup's limit such as a batch job's --mem); ``keep``
+always, ``default`` never. The setting is process-wide, like the GLIBC_TUNABLES it mirrors.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import ctypes
 import functools
 import os
 import sys
+from pathlib import Path
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -60,8 +61,36 @@ def keep_large_buffers(n_atoms: int, processes: int = 1) -> bool:
 
 
 def _kept_heap_fits(n_atoms: int, processes: int) -> bool:
-    memory = physical_memory()
+    memory = available_memory()
     return memory == 0 or processes * n_atoms * KEPT_BYTES_PER_ATOM <= MEMORY_SHARE * memory
+
+
+def available_memory(proc_cgroup: str = "/proc/self/cgroup", cgroup_root: str = "/sys/fs/cgroup") -> int:
+    """Bytes this process may use: the machine's memory, or less where a cgroup limits it (a batch job's
+    --mem on a large node), the smallest limit on the way to the root; 0 where unknown."""
+    limits = [physical_memory()]
+    try:
+        lines = Path(proc_cgroup).read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        hierarchy, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if hierarchy == "0" and controllers == "":
+            base, limit_file = Path(cgroup_root), "memory.max"                              # cgroup v2
+        elif "memory" in controllers.split(","):
+            base, limit_file = Path(cgroup_root) / "memory", "memory.limit_in_bytes"        # cgroup v1
+        else:
+            continue
+        parts = [part for part in path.split("/") if part]
+        for depth in range(len(parts), -1, -1):
+            try:
+                text = (base.joinpath(*parts[:depth]) / limit_file).read_text().strip()
+            except OSError:
+                continue
+            if text.isdigit():  # "max" (v2) means no limit
+                limits.append(int(text))
+    known = [limit for limit in limits if limit > 0]
+    return min(known) if known else 0
 
 
 def physical_memory() -> int:

@@ -81,7 +81,7 @@ class Result:
 
 @pytest.fixture
 def run_lmp(tmp_path, plugin_so):
-    def run(script, np=1, env=None, timeout=180, files=None, launcher=False):
+    def run(script, np=1, env=None, timeout=180, files=None, launcher=False, prefix=()):
         (tmp_path / "in.test").write_text(script.replace("@PLUGIN@", str(plugin_so)))
         for name, text in (files or {}).items():
             (tmp_path / name).write_text(text)
@@ -89,6 +89,7 @@ def run_lmp(tmp_path, plugin_so):
         cmd = [str(lmp), "-in", "in.test", "-log", "log.lammps", "-nocite"]
         if np > 1:
             cmd = [str(BIN / "mpirun"), "-np", str(np)] + cmd
+        cmd = [*prefix, *cmd]  # e.g. a shell that first moves itself into another cgroup
         e = lmp_env(env)
         proc = subprocess.run(cmd, cwd=tmp_path, env=e, capture_output=True, text=True,
                               timeout=timeout)

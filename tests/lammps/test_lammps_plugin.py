@@ -1,4 +1,5 @@
 """fix actionmd in LAMMPS: loading, bad inputs, physics and MPI consistency."""
+import os
 from pathlib import Path
 from typing import Tuple
 
@@ -195,15 +196,53 @@ def test_auto_leaves_malloc_alone_when_the_node_s_ranks_would_outgrow_its_memory
     """auto also asks that all ranks' kept heaps (~0.25 MB per atom) fit in half the node's memory: 55,296
     atoms on 2 ranks (27,648 each, under the 30,000 limit) would keep ~13.8 GB, which is more than half of
     this 24 GB development machine (the expected line follows the machine the test runs on)."""
-    from actionmd.allocator import KEPT_BYTES_PER_ATOM, MEMORY_SHARE, physical_memory
+    from actionmd.allocator import KEPT_BYTES_PER_ATOM, MEMORY_SHARE, available_memory
     models.lj_argon(run_lmp.dir / "lj.pt")
     argon_data(run_lmp.dir / "ar.data", n=24)
     r = run_lmp(lj_script("lj.pt", steps=0), np=2, env={"ACTIONMD_MALLOC": "auto"})
     assert r.returncode == 0, r.output[-3000:]
-    fits = 55296 * KEPT_BYTES_PER_ATOM <= MEMORY_SHARE * physical_memory()
+    fits = 55296 * KEPT_BYTES_PER_ATOM <= MEMORY_SHARE * available_memory()
     declined = "fix actionmd: malloc left alone (2 rank(s) on this node x 27648 atoms would keep ~13.8 GB"
     kept = "fix actionmd: glibc malloc keeps buffers up to 1 GB in the heap"
     assert (kept in r.output, declined in r.output) == (fits, not fits), r.output[-3000:]
+
+
+@pytest.fixture
+def memory_cgroup():
+    """A child memory cgroup of this process's own, limited to 8 GiB (a batch job's --mem), or a skip where
+    this machine does not let the tests make one (needs root and a writable cgroup tree)."""
+    lines = Path("/proc/self/cgroup").read_text().splitlines()
+    v1 = [line.split(":", 2)[2] for line in lines if "memory" in line.split(":", 2)[1].split(",")]
+    v2 = [line.split(":", 2)[2] for line in lines if line.startswith("0::")]
+    folder, limit_file = ((Path("/sys/fs/cgroup/memory" + v1[0]), "memory.limit_in_bytes") if v1 else
+                          (Path("/sys/fs/cgroup" + (v2[0] if v2 else "/")), "memory.max"))
+    child = folder / f"actionmd-test-{os.getpid()}"
+    try:
+        child.mkdir()
+        (child / limit_file).write_text(str(8 << 30))
+    except OSError as err:
+        if child.exists():
+            child.rmdir()
+        pytest.skip(f"cannot make a memory cgroup here ({err})")
+    yield child
+    child.rmdir()
+
+
+def test_auto_sizes_the_kept_heap_by_a_cgroup_memory_limit(run_lmp, memory_cgroup):
+    """On a node shared by batch jobs the memory a job may use is its cgroup's limit, not the node's: 19,652
+    atoms on 1 rank would keep ~4.9 GB, more than half of an 8 GiB limit, so auto leaves malloc alone there,
+    and keeps the buffers outside it where half this machine's memory holds them."""
+    from actionmd.allocator import KEPT_BYTES_PER_ATOM, MEMORY_SHARE, available_memory
+    models.lj_argon(run_lmp.dir / "lj.pt")
+    argon_data(run_lmp.dir / "ar.data", n=17)
+    join = ["sh", "-c", f'echo $$ > {memory_cgroup / "cgroup.procs"} && exec "$@"', "sh"]
+    r = run_lmp(lj_script("lj.pt", steps=0), env={"ACTIONMD_MALLOC": "auto"}, prefix=join)
+    assert r.returncode == 0, r.output[-3000:]
+    assert ("fix actionmd: malloc left alone (1 rank(s) on this node x 19652 atoms would keep ~4.9 GB, more "
+            "than 50 % of the 8.6 GB they may use") in r.output, r.output[-3000:]
+    if 19652 * KEPT_BYTES_PER_ATOM <= MEMORY_SHARE * available_memory():
+        r = run_lmp(lj_script("lj.pt", steps=0), env={"ACTIONMD_MALLOC": "auto"})
+        assert "fix actionmd: glibc malloc keeps buffers up to 1 GB in the heap" in r.output, r.output[-3000:]
 
 
 def test_unknown_extra_keys_are_allowed(run_lmp):

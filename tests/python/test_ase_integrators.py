@@ -328,6 +328,27 @@ print("MAPPED", before, mapped_while_held())
     assert (after < 64 * 2**20) == kept
 
 
+@pytest.mark.parametrize("layout", ["v1", "v2"])
+def test_the_memory_a_process_may_use_is_the_smallest_cgroup_limit_on_its_way_to_the_root(tmp_path, layout):
+    """A batch job's --mem is a cgroup limit, often on the job's cgroup above the task's own: auto must size
+    the kept heap by it, not by the node's memory. Here a 2 GB limit two levels up, "max" or no limit below."""
+    from actionmd.allocator import available_memory, physical_memory
+    path = "/slurm/job_7/step_0/task_1"
+    if layout == "v2":
+        (tmp_path / "proc").write_text(f"0::{path}\n")
+        base, name, unlimited = tmp_path / "root", "memory.max", "max"
+    else:
+        (tmp_path / "proc").write_text(f"4:memory:{path}\n3:cpuset:/\n")
+        base, name, unlimited = tmp_path / "root" / "memory", "memory.limit_in_bytes", "9223372036854771712"
+    for depth, limit in [(0, unlimited), (2, str(2 << 30)), (3, unlimited), (4, None)]:
+        folder = base.joinpath(*path.strip("/").split("/")[:depth])
+        folder.mkdir(parents=True, exist_ok=True)
+        if limit is not None:
+            (folder / name).write_text(limit + "\n")
+    assert available_memory(str(tmp_path / "proc"), str(tmp_path / "root")) == min(2 << 30, physical_memory())
+    assert available_memory(str(tmp_path / "nothing"), str(tmp_path / "root")) == physical_memory()
+
+
 def test_a_mistaken_actionmd_malloc_is_refused_by_name(lj_mixture_model, monkeypatch):
     monkeypatch.setenv("ACTIONMD_MALLOC", "sometimes")
     with pytest.raises(ValueError, match=r"ACTIONMD_MALLOC must be one of auto, keep, default .* got 'sometimes'"):
