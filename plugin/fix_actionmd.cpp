@@ -38,7 +38,7 @@ constexpr double DT_RTOL = 1.0e-9;      // relative timestep/stride mismatch tol
 // time. Raising the thresholds keeps them in the heap at about twice the peak memory. ACTIONMD_MALLOC:
 // auto (default) up to AUTO_MAX_ATOMS atoms per rank, keep, or default (never); the same policy as
 // python/actionmd/allocator.py for ASE. Judged at every run's init, on the atoms the run has; auto also
-// asks that the kept heaps of all ranks on the node fit in MEMORY_SHARE of its memory.
+// asks that the kept heaps of all ranks on the node fit in MEMORY_SHARE of the memory they may use.
 constexpr double AUTO_MAX_ATOMS = 30000.0;
 constexpr double KEPT_BYTES_PER_ATOM = 250000.0;    // kept peak ~0.2 MB per atom (LJ), with margin
 constexpr double MEMORY_SHARE = 0.5;
@@ -56,9 +56,6 @@ std::string malloc_choice(Error *error)
   return choice;
 }
 
-// Returns "" if the thresholds are raised, else why not. A rank that raised them for a small system
-// and now holds a large one (auto) gets glibc's grown defaults back, so that new large buffers are
-// mapped again instead of piling up in the heap.
 double physical_memory()
 {
   const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
@@ -117,6 +114,9 @@ std::string auto_declines(double atoms_per_rank, int node_ranks)
   return "";
 }
 
+// Returns "" if the thresholds are raised, else why not. A rank that raised them for a small system
+// and now holds a large one (auto) gets glibc's grown defaults back, so that new large buffers are
+// mapped again instead of piling up in the heap.
 std::string keep_large_buffers(double atoms_per_rank, int node_ranks, Error *error)
 {
   const std::string choice = malloc_choice(error);
