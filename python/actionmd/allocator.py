@@ -8,9 +8,9 @@ reuse, at about twice the peak memory (bench/throughput.py, 27,436 atoms: 7.83 -
 2.8 -> 5.9 GB; at 108,000 atoms the heap outgrew 24 GB where 8.7 GB had done).
 
 ACTIONMD_MALLOC chooses: ``auto`` (default) keeps the buffers for up to AUTO_MAX_ATOMS atoms per process
-when the kept heaps (~KEPT_BYTES_PER_ATOM per atom, for every process on the machine) fit in MEMORY_SHARE
-of the memory they may use (the machine's, or a cgroup's limit such as a batch job's --mem); ``keep``
-always, ``default`` never. The setting is process-wide, like the GLIBC_TUNABLES it mirrors.
+when its kept heap (~KEPT_BYTES_PER_ATOM per atom) fits in MEMORY_SHARE of the memory it may use: the
+machine's, or a cgroup's limit such as a batch job's --mem (fix actionmd counts every rank on the node).
+``keep`` always, ``default`` never. The setting is process-wide, like the GLIBC_TUNABLES it mirrors.
 """
 from __future__ import annotations
 
@@ -40,17 +40,16 @@ def malloc_choice() -> str:
     return choice
 
 
-def keep_large_buffers(n_atoms: int, processes: int = 1) -> bool:
-    """Raise glibc's mmap and trim thresholds for a process that now evaluates ``n_atoms`` atoms, one of
-    ``processes`` alike on this machine, as ACTIONMD_MALLOC says; True if they are raised. A process that
-    raised them for a small system and now meets a large one (auto) gets glibc's grown defaults back, so
-    that new large buffers are mapped again."""
+def keep_large_buffers(n_atoms: int) -> bool:
+    """Raise glibc's mmap and trim thresholds for a process that now evaluates ``n_atoms`` atoms, as
+    ACTIONMD_MALLOC says; True if they are raised. A process that raised them for a small system and now
+    meets a large one (auto) gets glibc's grown defaults back, so that new large buffers are mapped again."""
     global _raised
     choice = malloc_choice()
     mallopt = _mallopt() if sys.platform.startswith("linux") else None
     if mallopt is None or choice == "default":
         return False
-    if choice == "auto" and (n_atoms > AUTO_MAX_ATOMS or not _kept_heap_fits(n_atoms, processes)):
+    if choice == "auto" and (n_atoms > AUTO_MAX_ATOMS or not _kept_heap_fits(n_atoms)):
         if _raised:
             mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_THRESHOLD)
             mallopt(M_TRIM_THRESHOLD, 2 * GLIBC_MMAP_THRESHOLD)
@@ -60,9 +59,9 @@ def keep_large_buffers(n_atoms: int, processes: int = 1) -> bool:
     return _raised
 
 
-def _kept_heap_fits(n_atoms: int, processes: int) -> bool:
+def _kept_heap_fits(n_atoms: int) -> bool:
     memory = available_memory()
-    return memory == 0 or processes * n_atoms * KEPT_BYTES_PER_ATOM <= MEMORY_SHARE * memory
+    return memory == 0 or n_atoms * KEPT_BYTES_PER_ATOM <= MEMORY_SHARE * memory
 
 
 def available_memory(proc_cgroup: str = "/proc/self/cgroup", cgroup_root: str = "/sys/fs/cgroup") -> int:
