@@ -36,7 +36,7 @@ struct ModelMetadata {
   bool has_predictor = false;
   bool time_reversible = false;
   std::string description;
-  bool learned = false;        // has an 'architecture' key: made by actionmd's training
+  bool learned = false;        // architecture.name is actionmd.models.ActionNet: made by actionmd train
 };
 
 // Parse and validate the JSON text of actionmd.json; throws ModelError.
