@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 using namespace LAMMPS_NS;
 using actionmd::Timed;
@@ -54,17 +55,19 @@ void FixActionMD::solve(int nlocal, int natoms)
         res = scaled_residual(nlocal, r);
         continue;
       }
-      const char *tried = fell_back ? "anderson then newton" : (newton ? "newton" : "anderson");
+      const std::string tried = fell_back
+          ? fmt::format("{} anderson then {} newton", maxiter, iter - maxiter)
+          : fmt::format("{} {}", iter, newton ? "newton" : "anderson");
       if (!onfail_warn)
         error->all(FLERR,
                    "fix actionmd: the implicit step did not converge at step {}: residual {:.3e} "
-                   "A > tol {:.3e} A after {} {} iterations (raise maxiter or tol, or use "
+                   "A > tol {:.3e} A after {} iterations (raise maxiter or tol, or use "
                    "'onfail warn' to continue with the last iterate)",
-                   update->ntimestep, res, tol, iter, tried);
+                   update->ntimestep, res, tol, tried);
       if (comm->me == 0)
         error->warning(FLERR, "fix actionmd: step {} not converged (residual {:.3e} A > tol "
-                              "{:.3e} A after {} {} iterations); continuing",
-                       update->ntimestep, res, tol, iter, tried);
+                              "{:.3e} A after {} iterations); continuing",
+                       update->ntimestep, res, tol, tried);
       break;
     }
     ++iter;

@@ -5,6 +5,8 @@ the initial guess and the solver, and it checks the system against the model (sp
 """
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from dataclasses import replace
 
@@ -17,6 +19,8 @@ from .neighbors import VerletList
 from .solver import DEFAULT_TOL, SolverOptions, StepReport, solve
 
 GUESSES = ("predictor", "free_flight", "previous")
+# Below this a float32 model's gradients are round-off (~1e-7 relative of strides' displacements)
+FLOOR_TOL = {torch.float32: 1e-6}
 MODES = ("action", "predictor")
 
 
@@ -25,6 +29,9 @@ class ActionMap:
 
     def __init__(self, model: str | LoadedModel, *, mode: str = "action", guess: str | None = None,
                  solver: SolverOptions | None = None, skin: float = 1.0, device: str | None = None):
+        if not isinstance(model, (str, os.PathLike, LoadedModel)):
+            raise TypeError(f"model must be the path of an actionmd model file or a LoadedModel, got "
+                            f"{type(model).__name__} {model!r}")
         self.model = model if isinstance(model, LoadedModel) else load_model(model, device=device)
         meta = self.model.metadata
         if mode not in MODES:
@@ -40,6 +47,10 @@ class ActionMap:
         solver = solver or SolverOptions()
         # the state is float64 here; the reachable tolerance is set by the model's dtype
         self.solver = replace(solver, tol=solver.tol if solver.tol is not None else DEFAULT_TOL[self.dtype])
+        if self.solver.tol < FLOOR_TOL.get(self.dtype, 0.0):
+            warnings.warn(f"tol={self.solver.tol:g} Å is below what this {meta.dtype} model resolves reliably "
+                          f"(~{FLOOR_TOL[self.dtype]:g} Å; default {DEFAULT_TOL[self.dtype]:g}): its steps may "
+                          "fail to converge. Use a float64 export for tighter solves.", UserWarning, stacklevel=3)
         self.mode, self.guess = mode, guess
         self.neighbors = VerletList(meta.cutoff, skin, self.device)
         self.type_masses = torch.tensor(meta.masses, dtype=torch.float64, device=self.device)
@@ -75,7 +86,11 @@ class ActionMap:
 
     def _restore_threads(self):
         """A LAMMPS instance made in this process after the map (e.g. by ASE's LAMMPSlib, on its first
-        calculation) sets OpenMP, and with it torch, to 1 thread when OMP_NUM_THREADS is unset."""
+        calculation) sets OpenMP, and with it torch, to 1 thread when OMP_NUM_THREADS is unset. Without
+        LAMMPS in the process, the user chose the new count, and it is kept."""
+        if "lammps" not in sys.modules:
+            self.threads = torch.get_num_threads()
+            return
         warnings.warn(f"torch's thread count fell from {self.threads} to 1 since this integrator was made (an "
                       "in-process LAMMPS resets it to 1 unless OMP_NUM_THREADS is set); restoring "
                       f"{self.threads}. Set OMP_NUM_THREADS, or call torch.set_num_threads before making the "
@@ -86,6 +101,8 @@ class ActionMap:
         """Advance (q, p) by one stride; return (q', p', StepReport)."""
         if torch.get_num_threads() == 1 < self.threads:
             self._restore_threads()
+        _check_finite(q, "position", "Å")
+        _check_finite(p, "momentum", "u·Å/fs")
         if self.nsteps == 0 and self.device.type == "cpu":
             keep_large_buffers(len(q))  # 2-3x faster evaluations above a few thousand atoms (actionmd.allocator)
         q_t = torch.as_tensor(q, dtype=torch.float64, device=self.device)
@@ -101,7 +118,7 @@ class ActionMap:
             with torch.enable_grad():  # a predictor may differentiate internally (forces)
                 delta_q, delta_p = module.predict(q_t.to(dtype), p_t.to(dtype), *model_inputs(q_t))
             guess = (delta_q.detach().to(torch.float64), delta_p.detach().to(torch.float64))
-        elif self.guess == "previous" and self._previous is not None:
+        elif self.guess == "previous" and self._previous is not None and self._previous[0].shape == q_t.shape:
             guess = self._previous
         else:
             guess = (p_t / masses.unsqueeze(1) * self.stride, torch.zeros_like(p_t))
@@ -116,3 +133,12 @@ class ActionMap:
         self.nsteps += 1
         self.last_report = report
         return (q_t + dq).cpu().numpy(), (p_t + dp).cpu().numpy(), report
+
+
+def _check_finite(values: np.ndarray, name: str, unit: str):
+    """NaN or infinite input names the atom, rather than failing later inside the neighbour list."""
+    bad = ~np.isfinite(values).all(axis=1) if len(values) else np.zeros(0, dtype=bool)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"atom {i} has a non-finite {name} {values[i].tolist()} ({unit}; {int(bad.sum())} "
+                         "atom(s) affected): the state was corrupted before this step")

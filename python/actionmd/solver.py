@@ -144,9 +144,10 @@ def solve(action: ActionFn, q: torch.Tensor, p: torch.Tensor, masses: torch.Tens
                 newton, fell_back, limit = True, True, limit + options.maxiter
                 point = evaluate(best.dq, best.dp, keep_graph=True)
                 continue
-            tried = options.method + (" then newton" if fell_back else "")
-            return _fail(point, iterations, evaluate.count, tol, step, options,
-                         f"no convergence in {iterations} {tried} iterations (maxiter={options.maxiter})",
+            tried = (f"{options.maxiter} anderson then {iterations - options.maxiter} newton iterations "
+                     f"(maxiter={options.maxiter} each)") if fell_back \
+                else f"{iterations} {options.method} iterations (maxiter={options.maxiter})"
+            return _fail(point, iterations, evaluate.count, tol, step, options, f"no convergence in {tried}",
                          fell_back)
         iterations += 1
         if newton:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from ase import units
 from ase.calculators.calculator import Calculator
-from ase.constraints import FixAtoms
+from ase.constraints import FixAtoms, FixCom
 from ase.io import Trajectory
 
 from actionmd.ase import ActionLangevin, ActionVerlet
@@ -180,6 +180,9 @@ def test_constraints_are_refused(lj_mixture_model):
     atoms.set_constraint(FixAtoms([0]))
     with pytest.raises(ValueError, match="does not support constraints"):
         ActionVerlet(atoms, lj_mixture_model)
+    atoms.set_constraint(FixCom())
+    with pytest.raises(ValueError, match=r"ActionLangevin\(fixcm=True\) keeps it at zero"):
+        ActionLangevin(atoms, lj_mixture_model, temperature_K=300, friction=0.01)
 
 
 def test_predictor_mode_needs_a_predictor_and_warns(lj_mixture_model, model_dir):
@@ -195,8 +198,108 @@ def test_predictor_mode_needs_a_predictor_and_warns(lj_mixture_model, model_dir)
 def test_langevin_bad_arguments(lj_mixture_model):
     with pytest.raises(TypeError, match="needs temperature_K and friction"):
         ActionLangevin(ne_xe_crystal(), lj_mixture_model, temperature_K=300)
-    with pytest.raises(ValueError, match="friction must be >= 0"):
+    with pytest.raises(ValueError, match="friction must be finite and >= 0"):
         ActionLangevin(ne_xe_crystal(), lj_mixture_model, temperature_K=300, friction=-1.0)
+    with pytest.raises(ValueError, match="temperature_K must be finite and >= 0"):
+        ActionLangevin(ne_xe_crystal(), lj_mixture_model, temperature_K=np.inf, friction=0.01)
+    with pytest.raises(ValueError, match=r"friction must be a number or one value per atom \(32\)"):
+        ActionLangevin(ne_xe_crystal(), lj_mixture_model, temperature_K=300, friction=[0.01, 0.02])
+
+
+def test_langevin_takes_a_friction_and_a_temperature_per_atom(lj_mixture_model):
+    """Per-atom values as in ASE's Langevin: equal values reproduce the scalar run bit for bit; atoms at
+    0 K with overdamped friction leave each O half step at rest, whatever the map did to them."""
+    runs = []
+    for friction in (0.02 / units.fs, np.full(32, 0.02 / units.fs)):
+        atoms = ne_xe_crystal(temperature_K=60, seed=1)
+        ActionLangevin(atoms, lj_mixture_model, temperature_K=80, friction=friction,
+                       rng=np.random.default_rng(5)).run(3)
+        runs.append(atoms.get_momenta())
+    assert np.array_equal(runs[0], runs[1])
+    atoms = ne_xe_crystal(temperature_K=60, seed=1)
+    cold = np.arange(32) < 8
+    dyn = ActionLangevin(atoms, lj_mixture_model, temperature_K=np.where(cold, 0.0, 80.0),
+                         friction=np.where(cold, 1e3, 0.02) / units.fs, fixcm=False, rng=np.random.default_rng(5))
+    dyn.run(3)
+    assert np.abs(atoms.get_momenta()[cold]).max() == 0.0
+    assert np.abs(atoms.get_momenta()[~cold]).min() > 0.0
+    assert dyn.todict()["friction"][0] == pytest.approx(1e3 / units.fs)
+    del atoms[0]
+    with pytest.raises(ValueError, match="per-atom friction was set for 32 atoms and the system now has 31"):
+        dyn.run(1)
+
+
+def test_atoms_changed_between_runs_are_checked_again(lj_mixture_model):
+    """As with ASE's integrators, atoms may be deleted or changed between runs; species, masses and
+    constraints are checked again, and a smaller system runs exactly as a fresh integrator would."""
+    atoms = ne_xe_crystal(temperature_K=60, seed=2)
+    dyn = ActionVerlet(atoms, lj_mixture_model, tol=1e-12)
+    dyn.run(1)
+    del atoms[[0, 7]]
+    fresh = atoms.copy()
+    dyn.run(2)
+    ActionVerlet(fresh, lj_mixture_model, tol=1e-12).run(2)
+    assert np.abs(atoms.positions - fresh.positions).max() < 1e-9
+    atoms.numbers[3] = 18
+    atoms.set_masses()
+    with pytest.raises(ValueError, match=r"no species \['Ar'\]"):
+        dyn.run(1)
+    atoms = ne_xe_crystal()
+    dyn = ActionVerlet(atoms, lj_mixture_model)
+    atoms.set_masses(2 * atoms.get_masses())
+    with pytest.raises(ValueError, match="atom 0 has mass .* but the model was made for"):
+        dyn.run(1)
+    atoms.set_masses()
+    atoms.set_constraint(FixAtoms([0]))
+    with pytest.raises(ValueError, match="does not support constraints"):
+        dyn.run(1)
+    assert dyn.nsteps == 0
+
+
+def test_the_timestep_is_the_model_stride_and_stays_so(lj_mixture_model):
+    dyn = ActionVerlet(ne_xe_crystal(), lj_mixture_model)
+    with pytest.raises(ValueError, match="differs from the model's stride 8 fs"):
+        dyn.dt = 1 * units.fs
+    dyn.set_timestep(8 * units.fs)
+    assert dyn.dt == pytest.approx(8 * units.fs)
+    # a number of femtoseconds where ASE time is meant gets the conversion named
+    with pytest.raises(ValueError, match=r"in ASE time units: 8 \* ase.units.fs"):
+        ActionVerlet(ne_xe_crystal(), lj_mixture_model, 8)
+
+
+def test_a_timestep_in_the_model_argument_gets_the_signature(lj_mixture_model):
+    with pytest.raises(TypeError, match="the timestep comes after the model"):
+        ActionVerlet(ne_xe_crystal(), 8 * units.fs)
+
+
+def test_a_non_finite_state_names_the_atom(lj_mixture_model):
+    atoms = ne_xe_crystal()
+    momenta = atoms.get_momenta()
+    momenta[3, 1] = np.inf
+    atoms.set_momenta(momenta)
+    with pytest.raises(ValueError, match="atom 3 has a non-finite momentum"):
+        ActionVerlet(atoms, lj_mixture_model).run(1)
+
+
+def test_a_tolerance_below_float32_round_off_is_warned_of(lj_mixture_model_f32):
+    with pytest.warns(UserWarning, match="below what this float32 model resolves reliably"):
+        ActionVerlet(ne_xe_crystal(), lj_mixture_model_f32, tol=1e-9)
+
+
+def test_threads_the_user_sets_after_construction_are_kept(lj_mixture_model, monkeypatch):
+    """Only an in-process LAMMPS makes the integrator restore its thread count (the test below)."""
+    import sys
+    import torch
+    monkeypatch.delitem(sys.modules, "lammps", raising=False)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        dyn = ActionVerlet(ne_xe_crystal(), lj_mixture_model)
+        torch.set_num_threads(1)
+        dyn.run(1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_triclinic_cell_gives_the_same_dynamics(lj_mixture_model):

@@ -5,6 +5,7 @@ No calculator is needed to integrate; where the atoms have one, it is called onl
 """
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -12,6 +13,7 @@ import numpy as np
 from ase.md.md import MolecularDynamics
 
 from ..action_map import ActionMap
+from ..model_file import LoadedModel
 from ..solver import SolverOptions
 from ..units import FS, momenta_ase_to_model, momenta_model_to_ase
 from .logger import ActionLogger
@@ -23,24 +25,22 @@ class ActionDynamics(MolecularDynamics):
     def __init__(self, atoms, model, timestep=None, *, mode="action", guess=None, tol=None, maxiter=50,
                  method="anderson", anderson_memory=8, newton_fallback=True, onfail="error", skin=1.0,
                  device=None, trajectory=None, logfile=None, loginterval=1, **kwargs):
+        if not isinstance(model, (str, os.PathLike, LoadedModel)):
+            raise TypeError(f"model must be the path of an actionmd model file, got {type(model).__name__} "
+                            f"{model!r}; the call is {type(self).__name__}(atoms, model, ...): the timestep comes "
+                            "after the model, or not at all (it defaults to the model's stride)")
         self.map = ActionMap(model, mode=mode, guess=guess, skin=skin, device=device,
                              solver=SolverOptions(tol=tol, maxiter=maxiter, method=method,
                                                   anderson_memory=anderson_memory, onfail=onfail,
                                                   newton_fallback=newton_fallback))
-        stride_fs = self.map.stride
         if timestep is None:
-            timestep = stride_fs * FS
-        elif abs(timestep / FS - stride_fs) > 1e-9 * stride_fs:
-            raise ValueError(f"timestep {timestep / FS:.6g} fs differs from the model's stride {stride_fs:.6g} fs; "
-                             "leave timestep=None to use the stride, or use a model trained for this timestep")
-        if atoms.constraints:
-            raise ValueError(f"{type(self).__name__} does not support constraints ({atoms.constraints}); "
-                             "remove them (del atoms.constraints) or use ASE's own integrators")
+            timestep = self.map.stride * FS
         if mode == "predictor":
             warnings.warn("mode='predictor' runs the model's direct prediction only: it is neither symplectic "
                           "nor time-reversible and will drift in energy; use it as a baseline, not for production",
                           UserWarning, stacklevel=2)
-        self.types = self.map.types_of(atoms.numbers, atoms.get_masses())
+        self._checked = None  # (numbers, masses) the types were made from
+        self._check_atoms(atoms)
         super().__init__(atoms, timestep, trajectory=trajectory, logfile=None, loginterval=loginterval, **kwargs)
         self.iterations: list[int] = []
         self.residuals: list[float] = []
@@ -48,6 +48,43 @@ class ActionDynamics(MolecularDynamics):
         self.fallbacks = 0
         if logfile:
             self.attach(self.closelater(ActionLogger(self, atoms, logfile)), loginterval)
+
+    @property
+    def dt(self) -> float:
+        """The timestep (ASE time units): always the model's stride, which the map takes whatever dt says."""
+        return self._dt
+
+    @dt.setter
+    def dt(self, timestep: float):
+        stride_fs = self.map.stride
+        if not abs(timestep / FS - stride_fs) <= 1e-9 * stride_fs:
+            hint = (f"; the timestep is in ASE time units: {timestep:g} * ase.units.fs"
+                    if abs(timestep - stride_fs) <= 1e-9 * stride_fs else "")
+            raise ValueError(f"timestep {timestep / FS:.6g} fs differs from the model's stride {stride_fs:.6g} fs"
+                             f"{hint}; leave timestep=None to use the stride, or use a model trained for this "
+                             "timestep")
+        self._dt = timestep
+
+    def set_timestep(self, timestep: float):
+        """As ASE's Langevin.set_timestep; only the model's stride is accepted."""
+        self.dt = timestep
+
+    def _check_atoms(self, atoms):
+        """Species, masses and constraints against the model: at construction and again whenever they
+        change between steps (atoms added or deleted, species or masses set), as ASE's integrators allow."""
+        if atoms.constraints:
+            fixcom = any(type(c).__name__ == "FixCom" for c in atoms.constraints)
+            hint = (" ActionVerlet conserves total momentum exactly, and ActionLangevin(fixcm=True) keeps it "
+                    "at zero, so FixCom is not needed." if fixcom else "")
+            raise ValueError(f"{type(self).__name__} does not support constraints ({atoms.constraints}); "
+                             f"remove them (del atoms.constraints) or use ASE's own integrators.{hint}")
+        numbers, masses = atoms.numbers, atoms.get_masses()
+        if self._checked is not None and np.array_equal(numbers, self._checked[0]) \
+                and np.array_equal(masses, self._checked[1]):
+            return
+        self.types = self.map.types_of(numbers, masses)
+        self._checked = (numbers.copy(), masses.copy())
+        self.masses = masses[:, np.newaxis]  # as MolecularDynamics sets it, for the thermostat
 
     @property
     def report(self):
@@ -60,6 +97,7 @@ class ActionDynamics(MolecularDynamics):
     def map_step(self):
         """Advance positions and momenta by the map (no thermostat)."""
         atoms = self.atoms
+        self._check_atoms(atoms)
         q, p, report = self.map.step(atoms.get_positions(), momenta_ase_to_model(atoms.get_momenta()),
                                      self.types, atoms.cell.array, atoms.pbc)
         atoms.set_positions(q)

@@ -21,7 +21,9 @@ class ActionLangevin(ActionDynamics):
     ``friction`` is in inverse ASE time units, as in ase.md.langevin.Langevin (e.g. 0.01 / units.fs).
     ``fixcm=True`` projects the noise orthogonal to centre-of-mass motion in mass-weighted space, which
     samples the 3N-3 internal degrees of freedom exactly and keeps a zero total momentum at zero.
-    ``rng`` needs ``standard_normal`` (numpy Generator); default: a fresh default_rng().
+    ``temperature_K`` and ``friction`` are numbers or one value per atom, as in ASE's Langevin.
+    ``rng`` needs ``standard_normal`` (numpy Generator); default: a fresh default_rng(), so pass
+    ``rng=np.random.default_rng(seed)`` for a reproducible run (np.random.seed does not reach it).
     Other keywords as for ActionVerlet.
     """
 
@@ -36,22 +38,36 @@ class ActionLangevin(ActionDynamics):
         self.rng = np.random.default_rng() if rng is None else rng
 
     def set_temperature(self, temperature_K):
-        if not temperature_K >= 0:
-            raise ValueError(f"temperature_K must be >= 0, got {temperature_K}")
-        self.temp = units.kB * temperature_K
+        """A number, or one per atom (as ASE's Langevin)."""
+        self.temp = units.kB * self._per_atom_or_scalar(temperature_K, "temperature_K", "K")
 
     def set_friction(self, friction):
-        if not friction >= 0:
-            raise ValueError(f"friction must be >= 0 (inverse ASE time units), got {friction}")
-        self.fr = friction
+        """A number, or one per atom (as ASE's Langevin), in inverse ASE time units."""
+        self.fr = self._per_atom_or_scalar(friction, "friction", "inverse ASE time units, e.g. 0.01 / units.fs")
+
+    def _per_atom_or_scalar(self, value, name: str, unit: str):
+        array = np.asarray(value, dtype=float)
+        if array.ndim > 1 or (array.ndim == 1 and len(array) != len(self.atoms)):
+            raise ValueError(f"{name} must be a number or one value per atom ({len(self.atoms)}), "
+                             f"got shape {array.shape}")
+        if not (np.isfinite(array).all() and (array >= 0).all()):
+            raise ValueError(f"{name} must be finite and >= 0 ({unit}), got {value}")
+        return float(array) if array.ndim == 0 else array[:, np.newaxis]
 
     def todict(self):
-        return {**super().todict(), "temperature_K": self.temp / units.kB, "friction": self.fr, "fixcm": self.fixcm}
+        def plain(x):
+            return x.ravel().tolist() if isinstance(x, np.ndarray) else x
+        return {**super().todict(), "temperature_K": plain(self.temp / units.kB), "friction": plain(self.fr),
+                "fixcm": self.fixcm}
 
     def ornstein_uhlenbeck(self, duration):
         """Exact OU step of the momenta over ``duration`` (ASE time)."""
         atoms = self.atoms
         masses = self.masses  # shape (N, 1)
+        for name, value in (("friction", self.fr), ("temperature", self.temp)):
+            if np.ndim(value) and len(value) != len(atoms):
+                raise ValueError(f"a per-atom {name} was set for {len(value)} atoms and the system now has "
+                                 f"{len(atoms)}; set it again (set_{name})")
         c = np.exp(-self.fr * duration)
         noise = self.rng.standard_normal(size=(len(atoms), 3))
         self.comm.broadcast(noise, 0)
@@ -61,6 +77,7 @@ class ActionLangevin(ActionDynamics):
         atoms.set_momenta(c * atoms.get_momenta() + kick)
 
     def step(self, forces=None):
+        self._check_atoms(self.atoms)  # the O step needs the current masses too
         self.ornstein_uhlenbeck(0.5 * self.dt)
         self.map_step()
         self.ornstein_uhlenbeck(0.5 * self.dt)
