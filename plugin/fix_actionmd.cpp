@@ -38,7 +38,7 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
     t_stop(0.0), damp(0.0), seed(0), langevin_zero(true), fs_per_time(1.0), vel_to_model(1.0), stride(0.0),
     natoms_alloc(0), comm_mode(COMM_X), last_iter(0.0), last_residual(0.0), last_evals(0.0),
     last_rebuilds(0.0), last_fallbacks(0.0), timers{0.0, 0.0, 0.0, 0.0}, run_iter(0.0), run_evals(0.0),
-    run_fallbacks(0.0), run_steps(0)
+    run_fallbacks(0.0), run_steps(0), run_first_step(-1)
 {
   if (narg < 4)
     error->all(FLERR, "Illegal fix actionmd command: expected 'fix ID all actionmd MODEL types "
@@ -57,6 +57,11 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
   comm_reverse = 6;
 
   model_path = arg[3];
+  if (model_path == "types")
+    error->all(FLERR, "fix actionmd: the model file comes first: 'fix ID all actionmd MODEL types El1 "
+                      "El2 ...'");
+  if (domain->dimension != 3)
+    error->all(FLERR, "fix actionmd needs a 3d system (dimension 3): its models are trained in 3d");
   device = "cpu";
   std::vector<std::string> symbols;
 
@@ -70,6 +75,9 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
   while (iarg < narg) {
     std::string kw = arg[iarg];
     if (kw == "types") {
+      if (!symbols.empty())
+        error->all(FLERR, "fix actionmd: keyword 'types' is given twice; give it once, with one "
+                          "element per atom type");
       int ntypes = atom->ntypes;
       need(iarg, ntypes, "types");
       for (int t = 1; t <= ntypes; ++t) {
@@ -161,6 +169,9 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
       if (!(damp > 0.0))
         error->all(FLERR, "fix actionmd: langevin damp must be > 0 (time units), got {}", damp);
       if (seed <= 0) error->all(FLERR, "fix actionmd: langevin seed must be > 0, got {}", seed);
+      if (!atom->tag_enable)
+        error->all(FLERR, "fix actionmd: the langevin keyword needs atom IDs (its noise is a function "
+                          "of each atom's ID): remove 'atom_modify id no', or use fix langevin");
       iarg += 5;
     } else if (kw == "pair_forces") {
       need(iarg, 1, "pair_forces");
@@ -291,6 +302,11 @@ void FixActionMD::init()
 
   if (utils::strmatch(update->integrate_style, "^respa"))
     error->all(FLERR, "fix actionmd cannot be used with run_style respa");
+  if (update->whichflag == 2 && !pair_forces)
+    error->all(FLERR, "fix {} (actionmd) is defined during minimize, which it cannot drive: the learned "
+                      "action gives the minimizer no energy or forces ({} would stop at once); 'unfix {}' "
+                      "and minimize with the reference potential, then define the fix again",
+               id, force->pair_style ? force->pair_style : "no pair style", id);
 
   // Forces in f (other fixes, and pair/bonded/kspace styles if allowed) are applied as half
   // kicks around the map. The learned action already describes the interactions, so a real
@@ -306,7 +322,10 @@ void FixActionMD::init()
                  "'pair_forces yes' to fix {} if the pair style describes something the model "
                  "does not",
                  id, force->pair_style, id);
-    if (force->bond || force->angle || force->dihedral || force->improper || force->kspace)
+    auto real = [](const char *style) { return style && strcmp(style, "zero") != 0; };
+    if ((force->bond && real(force->bond_style)) || (force->angle && real(force->angle_style)) ||
+        (force->dihedral && real(force->dihedral_style)) ||
+        (force->improper && real(force->improper_style)) || force->kspace)
       error->all(FLERR,
                  "fix {} (actionmd): bonded or kspace styles are defined, but fix actionmd applies "
                  "all forces in f as half kicks around the learned action, which already describes "
@@ -326,9 +345,28 @@ void FixActionMD::init()
                  id, other->id, other->style, other->id);
   }
 
+  for (int i = 0; i < modify->nfix; ++i) {
+    Fix *other = modify->fix[i];
+    // no virial: LAMMPS's pressure is kinetic only, and a barostat reading it inflates the box
+    if (utils::strmatch(other->style, "^press/") || utils::strmatch(other->style, "^box/relax"))
+      error->all(FLERR,
+                 "fix {} (actionmd) contributes no virial, so the pressure LAMMPS computes is the kinetic "
+                 "part only, and fix {} (style {}) would drive the box with it; constant-pressure runs "
+                 "are not supported: remove fix {}",
+                 id, other->id, other->style, other->id);
+    if (comm->me == 0 && (utils::strmatch(other->style, "^setforce") ||
+                          utils::strmatch(other->style, "^aveforce")))
+      error->warning(FLERR,
+                     "fix {} (style {}) acts only on the forces in f, which fix {} (actionmd) applies as "
+                     "half kicks around the learned map; the learned interactions still move the atoms, "
+                     "so it cannot hold atoms in place",
+                     other->id, other->style, id);
+  }
+
   if (neighbor->every != 1 || neighbor->delay != 0)
-    error->all(FLERR, "fix actionmd needs 'neigh_modify every 1 delay 0 check yes' so that the "
-                      "ghost atoms follow the long strides (got every {} delay {})",
+    error->all(FLERR, "fix actionmd needs 'neigh_modify every 1 delay 0' (with 'check yes', the "
+                      "default, to rebuild only when needed) so that the ghost atoms follow the long "
+                      "strides (got every {} delay {})",
                neighbor->every, neighbor->delay);
 
   if (!atom->rmass) {
@@ -360,11 +398,18 @@ void FixActionMD::check_ghost_cutoff(double extra, const char *when)
                need + 1.0);
 }
 
-void FixActionMD::setup(int)
+// Timers and run statistics count from the start of a run, with or without setup ('run ... pre no').
+void FixActionMD::start_run_statistics()
 {
-  for (double &t : timers) t = 0.0;    // timers and run statistics count from the start of a run
+  for (double &t : timers) t = 0.0;
   run_iter = run_evals = run_fallbacks = 0.0;
   run_steps = 0;
+  run_first_step = update->firststep;
+}
+
+void FixActionMD::setup(int)
+{
+  start_run_statistics();
 
   // free-flight estimate of the largest displacement in one stride
   double vmax = 0.0, vmax_all = 0.0;
@@ -405,9 +450,34 @@ void FixActionMD::setup(int)
   if (anybad) error->all(FLERR, "fix actionmd: invalid atoms (see the message of another rank)");
 }
 
-// A timestep change is checked against the stride in init(), at the next run: the user may
-// change the timestep in order to continue with another integrator after 'unfix'.
+// A timestep change is checked against the stride at the next step this fix takes (check_step), not
+// here: a script may change the timestep in order to continue with another integrator after 'unfix'.
 void FixActionMD::reset_dt() {}
+
+// Per-step checks of what may change inside a run without init() (run ... pre no, fix dt/reset,
+// fix deposit, a fix that sets a force to inf): the timestep, unmapped types, non-finite states.
+void FixActionMD::check_step(int natoms)
+{
+  const double dt_fs = update->dt * fs_per_time;
+  if (std::fabs(dt_fs - stride) > DT_RTOL * stride)
+    error->all(FLERR,
+               "fix actionmd: the timestep changed to {} ({} fs) during the run, but the model's "
+               "stride is {} fs; use 'timestep {}' (fix dt/reset cannot be used with fix actionmd)",
+               update->dt, dt_fs, stride, stride / fs_per_time);
+  for (int i = 0; i < natoms; ++i)
+    if (type_map[atom->type[i]] < 0)
+      error->one(FLERR, "fix actionmd: an atom of type {} (ID {}) appeared during the run, but the type "
+                        "is NULL (unmapped) in 'types'; give its element",
+                 atom->type[i], atom->tag_enable ? atom->tag[i] : 0);
+  double **x = atom->x, **v = atom->v;
+  for (int i = 0; i < atom->nlocal; ++i)
+    if (!std::isfinite(x[i][0] + x[i][1] + x[i][2] + v[i][0] + v[i][1] + v[i][2]))
+      error->one(FLERR, "fix actionmd: atom {} has a non-finite position or velocity at step {} "
+                        "(x = {} {} {}, v = {} {} {}): a force in f (another fix, or a pair style "
+                        "with pair_forces yes) or the previous step made it so",
+                 atom->tag_enable ? atom->tag[i] : i, update->ntimestep, x[i][0], x[i][1], x[i][2],
+                 v[i][0], v[i][1], v[i][2]);
+}
 
 double FixActionMD::compute_vector(int n)
 {
@@ -714,6 +784,7 @@ void FixActionMD::half_kick()
 //   final_integrate:   half kick with f(q') (computed by LAMMPS after initial_integrate)
 void FixActionMD::initial_integrate(int)
 {
+  if (update->firststep != run_first_step) start_run_statistics();    // a run without setup (pre no)
   Timed timed_total(timers[T_TOTAL]);
   half_kick();
   if (langevin) langevin_half_step(0);
@@ -721,6 +792,7 @@ void FixActionMD::initial_integrate(int)
   double **v = atom->v;
   const int nlocal = atom->nlocal;
   const int natoms = nlocal + atom->nghost;
+  check_step(natoms);
   grow(natoms);
   last_evals = last_rebuilds = 0.0;
 
@@ -776,9 +848,11 @@ void FixActionMD::initial_integrate(int)
 
   // largest displacement: the ghost shell must have covered it
   double dmax = 0.0, dmax_all = 0.0;
-  for (int i = 0; i < nlocal; ++i)
-    dmax = std::max(dmax, std::sqrt(dq[3 * i] * dq[3 * i] + dq[3 * i + 1] * dq[3 * i + 1] +
-                                    dq[3 * i + 2] * dq[3 * i + 2]));
+  for (int i = 0; i < nlocal; ++i) {
+    const double d = std::sqrt(dq[3 * i] * dq[3 * i] + dq[3 * i + 1] * dq[3 * i + 1] +
+                               dq[3 * i + 2] * dq[3 * i + 2]);
+    if (!(d <= dmax)) dmax = std::isnan(d) ? HUGE_VAL : d;    // NaN is never dropped
+  }
   {
     Timed t(timers[T_COMM]);
     MPI_Allreduce(&dmax, &dmax_all, 1, MPI_DOUBLE, MPI_MAX, world);

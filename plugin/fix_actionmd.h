@@ -87,12 +87,15 @@ class FixActionMD : public Fix {
   double run_iter, run_evals, run_fallbacks;    // solver iterations, action evaluations and
                                                 // Newton fallbacks in this run
   bigint run_steps;              // steps taken in this run
+  bigint run_first_step;         // update->firststep of the run the statistics belong to
 
   void half_kick();    // v += dt/2 * f/m: forces in f from other fixes (Strang splitting)
 
   void setup_units();
   void set_heap_policy();
   void check_ghost_cutoff(double extra, const char *when);
+  void check_step(int natoms);
+  void start_run_statistics();
   void grow(int natoms);
   void build_edges(int natoms);
   void forward(int which);

@@ -178,8 +178,10 @@ double FixActionMD::eval_G(int nlocal, int natoms, bool keep_graph)
 double FixActionMD::residual_norm(int nlocal, const std::vector<double> &r)
 {
   double local = 0.0, global = 0.0;
-  for (int i = 0; i < 6 * nlocal; ++i) local = std::max(local, std::fabs(r[i]));
-  if (std::isnan(local)) local = HUGE_VAL;
+  for (int i = 0; i < 6 * nlocal; ++i) {
+    const double a = std::fabs(r[i]);
+    if (!(a <= local)) local = std::isnan(a) ? HUGE_VAL : a;    // std::max would drop a NaN
+  }
   Timed t(timers[T_COMM]);
   MPI_Allreduce(&local, &global, 1, MPI_DOUBLE, MPI_MAX, world);
   return global;

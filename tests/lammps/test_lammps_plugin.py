@@ -271,19 +271,105 @@ BAD_INPUTS = [
     (dict(pair="pair_style lj/cut 6.5\npair_coeff * * 0.0104 3.4"),
      "fix int (actionmd): pair_style lj/cut is defined, but fix actionmd applies all forces in f as half kicks"),
     (dict(comm=""), "the ghost-atom cutoff 7 A is too short"),
-    (dict(pre="neigh_modify every 5 delay 0"), "neigh_modify every 1 delay 0 check yes"),
+    (dict(pre="neigh_modify every 5 delay 0"), "needs 'neigh_modify every 1 delay 0'"),
     (dict(pre="group half id <= 10", group="half"), "must be applied to group all"),
     (dict(post="fix twice all nve"), "fix int (actionmd) is the time integrator of all atoms, but fix twice "
                                      "(style nve) integrates atoms too"),
     (dict(pre="group half id <= 10", post="fix twice half nvt temp 300 300 0.1"), "fix twice (style nvt) integrates"),
     (dict(extra_fix="pair_forces maybe"), "Expected boolean parameter instead of 'maybe'"),
+    (dict(extra_fix="types Ar"), "keyword 'types' is given twice"),
+    (dict(post="fix baro all press/berendsen iso 1 1 1.0"), "contributes no virial, so the pressure LAMMPS "
+                                                             "computes is the kinetic part only"),
+    (dict(post="minimize 1e-4 1e-6 10 100"), "fix int (actionmd) is defined during minimize"),
+    # a model path forgotten: 'fix int all actionmd types Ar'
+    (dict(model="types"), "the model file comes first"),
+    # changes that a run without set-up, or a fix, makes inside the run: caught at the next step
+    (dict(post="run 2\ntimestep 0.001", steps="2 pre no"), "the timestep changed to 0.001 (1 fs) during the run"),
+    (dict(post="fix dt all dt/reset 1 NULL 0.05 0.1 units box"), "the timestep changed to"),
+    (dict(post="variable big equal 1e300*1e300\nfix push all addforce v_big 0 0", steps=2),
+     "has a non-finite position or velocity at step 1"),
+    (dict(procs="atom_modify map array", pre="create_atoms 1 single 1 1 1\ncreate_atoms 1 single 1 1 1", steps=2),
+     "the action or its gradient is not finite"),
 ]
 
 
 @pytest.mark.parametrize("kwargs,message", BAD_INPUTS, ids=[m[:30] for _, m in BAD_INPUTS])
 def test_bad_input(run_lmp, model_dir, kwargs, message):
     argon_data(run_lmp.dir / "ar.data")
-    r = run_lmp(lj_script(model_dir / "lj.pt", steps=1, **kwargs))
+    kwargs = {"model": model_dir / "lj.pt", "steps": 1, **kwargs}
+    r = run_lmp(lj_script(**kwargs))
+    assert r.returncode != 0
+    assert message in r.output, r.output[-3000:]
+
+
+def test_a_null_type_that_appears_during_the_run_is_named(run_lmp, model_dir):
+    argon_data(run_lmp.dir / "ar.data", ntypes=2)
+    script = lj_script(model_dir / "lj.pt", steps=20, pre="region all block EDGE EDGE EDGE EDGE EDGE EDGE",
+                       post="fix add all deposit 1 2 1 12345 region all near 2.0 attempt 1000")
+    r = run_lmp(script.replace("types Ar", "types Ar NULL"))
+    assert r.returncode != 0
+    assert "an atom of type 2 (ID 109) appeared during the run, but the type is NULL" in r.output, r.output[-3000:]
+
+
+def test_zero_bonded_styles_are_allowed_and_setforce_is_warned_of(run_lmp, model_dir):
+    """bond_style zero (a topology without forces) is as harmless as pair_style zero; fix setforce
+    only zeroes f, so it cannot freeze atoms under the learned map, and says so."""
+    script = f"""
+units metal
+atom_style bond
+lattice fcc 5.26
+region box block 0 3 0 3 0 3
+create_box 1 box bond/types 1 extra/bond/per/atom 1
+create_atoms 1 box
+mass 1 {AR}
+velocity all create 60 4 dist gaussian
+pair_style zero 6.5
+pair_coeff * *
+bond_style zero
+bond_coeff *
+neighbor 0.5 bin
+comm_modify cutoff 8.0
+timestep 0.02
+plugin load @PLUGIN@
+fix int all actionmd {model_dir / 'lj.pt'} types Ar
+fix hold all setforce 0 0 0
+run 2
+"""
+    r = run_lmp(script)
+    assert r.returncode == 0, r.output[-3000:]
+    assert "fix hold (style setforce) acts only on the forces in f" in r.output
+    assert "cannot hold atoms in place" in r.output
+
+
+def test_run_statistics_restart_with_each_run_also_without_set_up(run_lmp, model_dir):
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script(model_dir / "lj.pt", post="run 2", steps="3 pre no post no"))
+    assert r.returncode == 0, r.output[-3000:]
+    assert "timing: 2 steps" in r.output and "timing: 3 steps" in r.output, r.output[-3000:]
+
+
+@pytest.mark.parametrize("head, fix_tail, message", [
+    ("dimension 2\nlattice sq 4.0", "", "needs a 3d system"),
+    # without IDs every atom would draw the same noise, which 'zero yes' then removes: a cold bath
+    ("atom_modify id no\nlattice fcc 5.26", "langevin 100 100 0.1 5", "the langevin keyword needs atom IDs"),
+])
+def test_systems_the_fix_cannot_serve_are_refused(run_lmp, model_dir, head, fix_tail, message):
+    script = f"""
+units metal
+atom_style atomic
+{head}
+region box block 0 4 0 4 -0.5 0.5
+create_box 1 box
+create_atoms 1 box
+mass 1 {AR}
+pair_style zero 6.5
+pair_coeff * *
+timestep 0.02
+plugin load @PLUGIN@
+fix int all actionmd {model_dir / 'lj.pt'} types Ar {fix_tail}
+run 1
+"""
+    r = run_lmp(script)
     assert r.returncode != 0
     assert message in r.output, r.output[-3000:]
 
