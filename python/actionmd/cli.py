@@ -29,7 +29,11 @@ def _info(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="actionmd", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    info = commands.add_parser("info", help="print a model file's metadata")
+    info = commands.add_parser("info", help="print a model file's metadata",
+                               description="Print a model file's metadata: species and masses (which the "
+                                           "atoms must have), stride (the timestep), cutoff and "
+                                           "interaction range (LAMMPS's comm_modify cutoff), dtype, "
+                                           "predictor, and how it was trained.")
     info.add_argument("model", help="path to an actionmd model file (.pt)")
     info.add_argument("--json", action="store_true", help="print the raw actionmd.json")
     info.set_defaults(func=_info)

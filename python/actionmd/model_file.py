@@ -160,6 +160,7 @@ def check_module(module: torch.jit.ScriptModule, meta: Metadata, source: str) ->
 def export_model(module: torch.nn.Module, path: str | Path, metadata: dict) -> Metadata:
     """Script (if needed), validate against ``metadata``, and save one self-describing model file."""
     meta = parse_metadata({"format": FORMAT, "format_version": FORMAT_VERSION, **metadata}, "export")
+    _check_output(Path(path))
     scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module)
     check_module(scripted, meta, "export")
     # written beside the target, then renamed: an interrupted export never leaves half a model file, and
@@ -173,12 +174,29 @@ def export_model(module: torch.nn.Module, path: str | Path, metadata: dict) -> M
     return meta
 
 
+def _check_output(path: Path) -> None:
+    """Replace only a model file (re-export in place), never a data file or a folder; make the parents."""
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a folder; give the model file's name, e.g. {path / 'model.pt'}")
+    if path.exists() and path.stat().st_size > 0:
+        try:
+            _read_extra(path)
+        except ModelFileError:
+            raise ModelFileError(f"{path} exists and is not an actionmd model file, so it is not overwritten; "
+                                 "choose another output name or move the file away") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+
 def read_metadata(path: str | Path) -> Metadata:
     """Metadata of a model file, without deserialising the module."""
     return _read_extra(Path(path))
 
 
 def _read_extra(path: Path) -> Metadata:
+    if path.is_dir():
+        hint = (f"; a training run folder: export it with `actionmd export {path} -o model.pt`"
+                if (path / "checkpoint.pt").exists() or (path / "best_weights.pt").exists() else "")
+        raise ModelFileError(f"{path} is a folder, not a model file{hint}")
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
     if not zipfile.is_zipfile(path):
@@ -187,8 +205,11 @@ def _read_extra(path: Path) -> Metadata:
     with zipfile.ZipFile(path) as archive:
         entries = [n for n in archive.namelist() if n.endswith("/extra/" + METADATA_FILE)]
         if not entries:
-            raise ModelFileError(f"{path}: a TorchScript archive without actionmd metadata ({METADATA_FILE}); "
-                                 "export it with actionmd.model_file.export_model")
+            hint = ("a training checkpoint, not a model: export the run with `actionmd export RUN_DIR -o "
+                    "model.pt`" if path.name in ("checkpoint.pt", "best_weights.pt") else
+                    f"a TorchScript archive without actionmd metadata ({METADATA_FILE}); export it with "
+                    "`actionmd export` or actionmd.model_file.export_model")
+            raise ModelFileError(f"{path}: {hint}")
         raw = archive.read(entries[0])
     try:
         data = json.loads(raw)

@@ -312,6 +312,21 @@ def test_a_blown_up_run_says_so(tmp_path):
                       "protocol.decorrelation_steps=0", "temperatures=1000")
     with pytest.raises(LammpsError, match=r"(?s)Lost atoms.*blew up: reduce protocol.dt"):
         generate(cfg, tmp_path / "x.h5", progress=False)
+    # the failed run left a file without data: the corrected config starts it afresh instead of being
+    # refused as "a different config"
+    fixed = tiny_config("lj-mixture", "temperatures=[80,120]")
+    generate(fixed, tmp_path / "x.h5", progress=False)
+    assert len(load_dataset(tmp_path / "x.h5")) == 4
+
+
+def test_an_empty_output_file_is_started_afresh_and_a_foreign_one_refused(tmp_path):
+    (tmp_path / "empty.h5").write_bytes(b"")
+    generate(tiny_config("lj-mixture", "temperatures=[80,120]"), tmp_path / "empty.h5", progress=False)
+    assert len(load_dataset(tmp_path / "empty.h5")) == 4
+    with h5py.File(tmp_path / "foreign.h5", "w") as f:
+        f.attrs["owner"] = "someone else"
+    with pytest.raises(ConfigError, match="is not an actionmd reference file"):
+        generate(tiny_config("lj-mixture"), tmp_path / "foreign.h5", progress=False)
 
 
 def test_other_bad_configs(tmp_path):

@@ -59,6 +59,28 @@ def test_file_that_is_not_torchscript(tmp_path):
         load_model(tmp_path / "pickle.pt")
 
 
+def test_export_replaces_only_a_model_file_and_makes_its_folder(tmp_path):
+    module, meta = reference()
+    data = tmp_path / "data.h5"
+    data.write_bytes(b"\x89HDF\r\n\x1a\n precious reference data")
+    with pytest.raises(ModelFileError, match="exists and is not an actionmd model file, so it is not overwritten"):
+        export_model(module, data, meta)
+    assert data.read_bytes().endswith(b"precious reference data")
+    with pytest.raises(ModelFileError, match="is a folder; give the model file's name"):
+        export_model(module, tmp_path, meta)
+    export_model(module, tmp_path / "new" / "deeper" / "m.pt", meta)
+    export_model(module, tmp_path / "new" / "deeper" / "m.pt", meta)  # a model file may be replaced
+    assert load_model(tmp_path / "new" / "deeper" / "m.pt", device="cpu").metadata.stride == 8.0
+
+
+def test_a_run_folder_or_a_checkpoint_given_as_a_model_points_at_export(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ModelFileError, match=r"a training checkpoint, not a model: export the run"):
+        load_model(tmp_path / "checkpoint.pt")
+    with pytest.raises(ModelFileError, match=r"a training run folder: export it with `actionmd export"):
+        load_model(tmp_path)
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ModelFileError, match="no such model file"):
         load_model(tmp_path / "absent.pt")

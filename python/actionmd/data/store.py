@@ -72,20 +72,21 @@ class Store:
     def __init__(self, path: str | Path, cfg: dict, metadata: dict):
         self.path = Path(path)
         self.cfg = cfg
-        if self.path.exists():
-            self._check_existing()
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with _open(self.path, "w") as f:
-                f.attrs["format"] = FORMAT
-                f.attrs["format_version"] = FORMAT_VERSION
-                f.attrs["config_json"] = json.dumps(cfg, sort_keys=True)
-                f.attrs["config_digest"] = config_digest(cfg)
-                f.attrs["created_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
-                for key, value in metadata.items():
-                    f.attrs[key] = value
+        if self.path.exists() and self.path.stat().st_size > 0 and not self._check_existing():
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _open(self.path, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["config_json"] = json.dumps(cfg, sort_keys=True)
+            f.attrs["config_digest"] = config_digest(cfg)
+            f.attrs["created_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+            for key, value in metadata.items():
+                f.attrs[key] = value
 
-    def _check_existing(self) -> None:
+    def _check_existing(self) -> bool:
+        """Ready the file to resume; True if it must be started afresh instead: its config differs but
+        it holds no finished segment (a first run that failed, e.g. blew up, and a corrected config)."""
         try:
             f = _open(self.path, "a")
         except OSError as exc:
@@ -99,6 +100,9 @@ class Store:
                 )
             old = json.loads(f.attrs["config_json"])
             if f.attrs["config_digest"] != config_digest(self.cfg):
+                if not any(name.startswith("segment_") and not name.endswith(".partial")
+                           for c in f.values() for name in c):
+                    return True
                 diffs = config_differences(old, self.cfg)
                 raise ConfigError(
                     f"{self.path} was started with a different config; changed: " + "; ".join(diffs)
@@ -114,6 +118,7 @@ class Store:
                     if gname.endswith(".partial"):
                         del f[cname][gname]
             f.attrs["config_json"] = json.dumps(self.cfg, sort_keys=True)  # segments may have grown
+        return False
 
     # ------------------------------------------------------------------ planning
     def plan(self, n_conditions: int) -> list[dict]:
