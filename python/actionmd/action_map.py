@@ -137,7 +137,10 @@ class ActionMap:
 
 def _check_finite(values: np.ndarray, name: str, unit: str):
     """NaN or infinite input names the atom, rather than failing later inside the neighbour list."""
-    bad = ~np.isfinite(values).all(axis=1) if len(values) else np.zeros(0, dtype=bool)
+    with np.errstate(over="ignore"):
+        if np.isfinite(values.sum()):  # one pass, no temporary: the common case
+            return
+    bad = ~np.isfinite(values).all(axis=1)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"atom {i} has a non-finite {name} {values[i].tolist()} ({unit}; {int(bad.sum())} "
