@@ -356,6 +356,104 @@ def test_bad_inputs_get_errors_that_name_the_problem_and_the_fix(tmp_path, lj_ru
     assert code == 2 and "--types" in capsys.readouterr().err
 
 
+def _dump_frames(path, frames, steps, types, masses=False):
+    """A LAMMPS text dump (metal units) of ASE frames in a cube from the origin, one TIMESTEP per frame."""
+    with open(path, "w") as handle:
+        for atoms, step in zip(frames, steps):
+            length = atoms.cell[0, 0]
+            handle.write(f"ITEM: TIMESTEP\n{step}\nITEM: NUMBER OF ATOMS\n{len(atoms)}\nITEM: BOX BOUNDS pp pp pp\n"
+                         + f"0 {length}\n" * 3 + "ITEM: ATOMS id type x y z vx vy vz" + (" mass" if masses else "")
+                         + "\n")
+            velocities = atoms.get_velocities() * units.fs * 1000  # Å/ps
+            for i, (symbol, x, v, m) in enumerate(zip(atoms.get_chemical_symbols(), atoms.positions, velocities,
+                                                      atoms.get_masses())):
+                values = [*x, *v, *([m] if masses else [])]
+                handle.write(f"{i + 1} {types.index(symbol) + 1} " + " ".join(f"{c:.12g}" for c in values) + "\n")
+
+
+def test_the_reference_time_comes_from_the_reference_never_from_the_runs_interval(lj_runs, tmp_path, capsys):
+    """The runs' --interval once overrode --reference-timestep: a dump saved every 24 fs read as every 12 fs."""
+    frames = ase.io.read(lj_runs / "ref.traj", "::2")  # dt 2 fs, a frame every 12 steps
+    _dump_frames(tmp_path / "ref.dump", frames, [12 * k for k in range(len(frames))], ["Ar", "Kr"])
+    out = tmp_path / "report"
+    code = cli_main(["evaluate", str(lj_runs / "run.traj"), "--interval", "12", "--reference",
+                     str(tmp_path / "ref.dump"), "--reference-timestep", "2", "--types", "Ar", "Kr", "-o", str(out),
+                     "--no-progress"])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["runs"]["run"]["interval_fs"] == 12.0 and results["runs"]["reference"]["interval_fs"] == 24.0
+    assert results["runs"]["run"]["goals"]["diffusion"]["value"] < 0.5  # 2x wrong time once gave 100 %
+    capsys.readouterr()
+    # without its own timestep or interval, the reference does not borrow the runs'
+    code = cli_main(["evaluate", str(lj_runs / "run.traj"), "--timestep", "2", "--reference",
+                     str(tmp_path / "ref.dump"), "--types", "Ar", "Kr", "-o", str(out)])
+    assert code == 2 and "--reference-timestep FS" in capsys.readouterr().err
+    # an interval that contradicts the dump's step numbers x timestep is refused, naming both
+    with pytest.raises(EvaluationError, match=r"--reference-interval 12 fs contradicts the dump: its frames are 12 "
+                                              r"steps apart, which at --reference-timestep 2 fs is 24 fs"):
+        read_trajectory(tmp_path / "ref.dump", interval_fs=12, timestep_fs=2, types=["Ar", "Kr"],
+                        flag_prefix="--reference-")
+
+
+def test_an_interval_that_contradicts_a_traj_header_is_reported(lj_runs):
+    traj = read_trajectory(lj_runs / "run.traj", interval_fs=5.0)
+    assert traj.interval_fs == 5.0 and len(traj.warnings) == 1
+    assert "--interval 5 fs overrides the 12 fs" in traj.warnings[0]
+    assert read_trajectory(lj_runs / "run.traj", interval_fs=12.0).warnings == []
+    results = evaluate({"run": traj}, progress=False)
+    assert any("overrides the 12 fs" in w for w in results["warnings"])
+
+
+def test_types_that_contradict_the_system_or_the_dumps_masses_are_refused(lj_runs, tmp_path, capsys):
+    """Swapped types read every Ar as Kr: garbage temperatures and energies, without a word."""
+    frames = ase.io.read(lj_runs / "ref.traj", ":12")
+    _dump_frames(tmp_path / "ref.dump", frames, range(12), ["Ar", "Kr"])
+    code = cli_main(["evaluate", str(tmp_path / "ref.dump"), "--timestep", "2", "--types", "Kr", "Ar", "--system",
+                     str(lj_runs / "system.yaml"), "-o", str(tmp_path / "out")])
+    assert code == 2 and "--types Kr Ar contradicts --system" in capsys.readouterr().err
+    _dump_frames(tmp_path / "mass.dump", frames, range(12), ["Ar", "Kr"], masses=True)
+    with pytest.raises(EvaluationError, match=r"atom 1 \(in id order\) has mass 83.798 u in the dump, but "
+                                              r"evaluation reads it as Ar of mass 39.948 u"):
+        read_trajectory(tmp_path / "mass.dump", timestep_fs=2, types=["Kr", "Ar"])
+    with pytest.raises(EvaluationError, match=r"atom 2 .* mass 39.948 u in the dump, but .* Ar of mass 40 u"):
+        read_trajectory(tmp_path / "mass.dump", timestep_fs=2, types=["Ar", "Kr"], masses={"Ar": 40.0})
+    right = read_trajectory(tmp_path / "mass.dump", timestep_fs=2, types=["Ar", "Kr"])
+    np.testing.assert_array_equal(right.numbers, frames[0].numbers)
+
+
+def test_cli_refuses_repeated_files_bad_bins_a_file_as_outdir_and_a_wrong_format(lj_runs, tmp_path, capsys):
+    run = str(lj_runs / "run.traj")
+    assert cli_main(["evaluate", run, run, "-o", str(tmp_path / "out")]) == 2
+    assert "run.traj is given twice" in capsys.readouterr().err
+    for bins in ("0", "-5"):
+        with pytest.raises(SystemExit):
+            cli_main(["evaluate", run, "--bins", bins, "-o", str(tmp_path / "out")])
+        assert f"argument --bins: must be a positive whole number, got '{bins}'" in capsys.readouterr().err
+    with pytest.raises(EvaluationError, match=r"rdf_bins \(--bins\) must be a positive"):
+        evaluate({"run": read_trajectory(run)}, rdf_bins=0)
+    (tmp_path / "notes.txt").write_text("mine\n")
+    assert cli_main(["evaluate", run, "-o", str(tmp_path / "notes.txt")]) == 2
+    assert "notes.txt: exists and is not a folder" in capsys.readouterr().err
+    assert cli_main(["evaluate", run, "--format", "lammps-dump-text", "--types", "Ar", "Kr", "-o",
+                     str(tmp_path / "out")]) == 2
+    assert f"{run}: not a LAMMPS text dump (lammps-dump-text): it is not a text file" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_report_replaces_an_earlier_ones_files_and_nothing_else(lj_runs, tmp_path):
+    from actionmd.evaluation import write_report
+
+    out = tmp_path / "report"
+    out.mkdir()
+    for name in ("energy.png", "rdf.png", "notes.txt"):
+        (out / name).write_text("earlier\n")
+    results = evaluate({"run": read_trajectory(lj_runs / "run.traj")}, progress=False)
+    results["runs"]["run"]["energy"] = None  # no energies: no energy.png this time
+    written = write_report(results, out)
+    assert not (out / "energy.png").exists() and (out / "notes.txt").read_text() == "earlier\n"
+    assert (out / "rdf.png").read_bytes().startswith(b"\x89PNG") and out / "rdf.png" in written
+
+
 def test_a_failed_run_is_recorded_by_the_lammps_error_that_says_why():
     """A LAMMPS failure ends with a link to its docs; the comparison table must show the ERROR line."""
     from actionmd.demo.pipeline import DeferredRun, run_all

@@ -1,6 +1,7 @@
 """The ``evaluate`` subcommand: ``actionmd evaluate TRAJ ... -o OUTDIR``."""
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -23,18 +24,36 @@ def register(subparsers):
                    help="re-evaluate energies with this system's LAMMPS potential (built-in name or config YAML); "
                         "also supplies dump element types, units and masses")
     p.add_argument("--interval", type=float, metavar="FS", help="time between frames of the runs [fs]")
-    p.add_argument("--reference-interval", type=float, metavar="FS", help="the same for --reference")
+    p.add_argument("--reference-interval", type=float, metavar="FS",
+                   help="the same for --reference (the runs' --interval does not apply to it)")
     p.add_argument("--timestep", type=float, metavar="FS",
                    help="LAMMPS dumps: the timestep [fs]; frame times are TIMESTEP values times this")
-    p.add_argument("--reference-timestep", type=float, metavar="FS", help="the same for --reference")
-    p.add_argument("--types", nargs="+", metavar="EL", help="LAMMPS dumps: element of type 1, 2, ...")
+    p.add_argument("--reference-timestep", type=float, metavar="FS",
+                   help="the same for --reference (the runs' --timestep does not apply to it)")
+    p.add_argument("--types", nargs="+", metavar="EL",
+                   help="LAMMPS dumps: element of type 1, 2, ... (with --system: must follow its element order)")
     p.add_argument("--units", choices=("metal", "real"), help="LAMMPS dumps: units (default: the system's, or metal)")
     p.add_argument("--format", choices=FORMATS, help="file format (default: from the suffix)")
-    p.add_argument("--r-max", type=float, metavar="Å", help="RDF range (default: half the smallest cell width)")
-    p.add_argument("--bins", type=int, default=200, help="RDF bins (default 200)")
+    p.add_argument("--r-max", type=_positive(float), metavar="Å",
+                   help="RDF range (default: half the smallest cell width)")
+    p.add_argument("--bins", type=_positive(int), default=200, help="RDF bins (default 200)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
     return p
+
+
+def _positive(kind):
+    """An argparse type: a number of ``kind`` > 0 (argparse then names the option in its error)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0:
+            raise argparse.ArgumentTypeError(f"must be a positive {'whole number' if kind is int else 'number'}, "
+                                             f"got {text!r}")
+        return value
+    return parse
 
 
 def _labels(paths: list[str], labels: list[str] | None) -> list[str]:
@@ -44,8 +63,29 @@ def _labels(paths: list[str], labels: list[str] | None) -> list[str]:
         if len(labels) != len(paths) or len(set(labels)) != len(labels):
             raise EvaluationError(f"--labels: give {len(paths)} distinct labels, one per trajectory (got {labels})")
         return labels
+    resolved = [Path(p).resolve() for p in paths]
+    twice = next((p for k, p in enumerate(paths) if resolved[k] in resolved[:k]), None)
+    if twice is not None:  # the same labels would collapse the two runs into one
+        raise EvaluationError(f"{twice} is given twice; give each trajectory once (or distinct --labels to "
+                              "evaluate the same file twice)")
     out = [Path(p).stem for p in paths]
     return out if len(set(out)) == len(out) else [str(p) for p in paths]
+
+
+def _types(args, cfg: dict | None) -> list[str] | None:
+    """Dump elements by LAMMPS type: --types, or the system's; the two must not disagree."""
+    from .trajectory import EvaluationError
+
+    if not args.types or cfg is None:
+        return args.types or (cfg["elements"] if cfg else None)
+    elements = list(cfg["elements"])
+    if args.types[:len(elements)] != elements[:len(args.types)]:
+        raise EvaluationError(
+            f"--types {' '.join(args.types)} contradicts --system {args.system}, whose LAMMPS types are "
+            f"{' '.join(elements)} (type 1 = {elements[0]}): a dump written with this system needs --types "
+            f"{' '.join(elements)}, or no --types; for a dump written with another type order, use a system YAML "
+            "whose elements (and pair_coeff lines) follow that order")
+    return args.types
 
 
 def run(args) -> int:
@@ -53,22 +93,22 @@ def run(args) -> int:
     from .energy import load_system
     from .evaluate import evaluate
     from .reading import read_trajectory
-    from .report import text_table, write_report
+    from .report import check_outdir, text_table, write_report
     from .trajectory import EvaluationError
 
+    check_outdir(args.output)
     cfg = load_system(args.system) if args.system else None
-    common = dict(types=args.types or (cfg["elements"] if cfg else None),
-                  units=args.units or (cfg["units"] if cfg else "metal"),
+    common = dict(types=_types(args, cfg), units=args.units or (cfg["units"] if cfg else "metal"),
                   masses=cfg["masses"] if cfg else None, format=args.format)
     labels = _labels(args.trajectories, args.labels)
     if args.reference and args.reference_label in labels:
         raise EvaluationError(f"--reference-label {args.reference_label!r} is also a run label; choose another")
     runs = {label: read_trajectory(path, interval_fs=args.interval, timestep_fs=args.timestep, **common)
             for label, path in zip(labels, args.trajectories)}
-    if args.reference:
+    if args.reference:  # its time comes from its own options or file, never from the runs' (another dt)
         runs[args.reference_label] = read_trajectory(
-            args.reference, interval_fs=args.reference_interval or args.interval,
-            timestep_fs=args.reference_timestep or args.timestep, **common)
+            args.reference, interval_fs=args.reference_interval, timestep_fs=args.reference_timestep,
+            flag_prefix="--reference-", **common)
     try:
         results = evaluate(runs, args.reference_label if args.reference else None, system=args.system,
                            r_max=args.r_max, rdf_bins=args.bins, progress=not args.no_progress)

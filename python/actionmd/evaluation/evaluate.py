@@ -85,12 +85,17 @@ def _settings(runs, r_max, rdf_bins, rdf_frames, fit_window) -> dict:
     elif r_max > half_width:
         warnings.append(f"r_max {r_max:g} Å exceeds half the smallest cell width ({half_width:.3g} Å): beyond it "
                         "g(r) sees periodic copies of the same pairs")
+    if not (rdf_bins >= 1 and int(rdf_bins) == rdf_bins):
+        raise EvaluationError(f"rdf_bins (--bins) must be a positive whole number of RDF bins, got {rdf_bins!r}")
+    if not r_max > 0:
+        raise EvaluationError(f"r_max (--r-max) must be a positive distance in Å, got {r_max!r}")
     lo, hi = fit_window
     if not 0 <= lo < hi <= 0.5:
         raise EvaluationError(f"fit_window {fit_window}: need 0 <= start < end <= 0.5 (fractions of the run; lags "
                               "beyond half the run are not computed)")
     shortest = min(t.duration_fs for t in runs.values())
     for label, traj in runs.items():
+        warnings += [f"run {label!r}: {warning}" for warning in traj.warnings]
         if not (traj.unwrapped or traj.images is not None) and traj.largest_step() > 0.5 * traj.min_half_width():
             warnings.append(f"run {label!r}: an atom moved {traj.largest_step():.3g} Å between frames, over a quarter "
                             "of the cell width; minimum-image unwrapping may be wrong (save image flags or "

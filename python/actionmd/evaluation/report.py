@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .evaluate import GOALS
+from .trajectory import EvaluationError
 
 COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
 
@@ -32,10 +33,28 @@ def to_jsonable(value):
     return value
 
 
-def write_report(results: dict, outdir) -> list[Path]:
-    """Write report.md, results.json and the plots into ``outdir``; return their paths (report.md first)."""
+#: Every file write_report may write: an earlier evaluation's are removed first, so none is left stale.
+OUTPUT_FILES = ("report.md", "results.json", "energy.png", "temperature.png", "rdf.png", "vacf.png", "msd.png",
+                "vdos.png")
+
+
+def check_outdir(outdir) -> Path:
+    """``outdir`` as a Path, refused early (before any work) when it exists but is not a folder."""
     outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise EvaluationError(f"-o {outdir}: exists and is not a folder; give a folder for the report (it is "
+                              "created if missing)")
+    return outdir
+
+
+def write_report(results: dict, outdir) -> list[Path]:
+    """Write report.md, results.json and the plots into ``outdir``; return their paths (report.md first).
+
+    The folder's earlier evaluation files (:data:`OUTPUT_FILES`) are removed first; nothing else is touched."""
+    outdir = check_outdir(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUT_FILES:
+        (outdir / name).unlink(missing_ok=True)
     plots = [p for p in (_energy_plot(results, outdir), _temperature_plot(results, outdir),
                          _per_key_plot(results, outdir, "rdf"), _per_key_plot(results, outdir, "vacf"),
                          _per_key_plot(results, outdir, "msd"), _per_key_plot(results, outdir, "vdos")) if p]

@@ -28,6 +28,7 @@ class Trajectory:
     images     (F, N, 3) integer image flags (LAMMPS ix iy iz), or None
     unwrapped  True when ``positions`` are known to be unwrapped (LAMMPS xu yu zu)
     potential_energy (F,) eV as stored in the file (ASE calculator results), or None
+    warnings   what reading noticed but did not refuse (evaluate() reports them)
     """
 
     numbers: np.ndarray
@@ -41,6 +42,7 @@ class Trajectory:
     unwrapped: bool = False
     potential_energy: np.ndarray | None = None
     source: str = "<memory>"
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self):
         self.numbers = np.asarray(self.numbers, dtype=np.int64)
@@ -179,7 +181,7 @@ class Trajectory:
                           cells=self.cells[frames], interval_fs=self.interval_fs * step,
                           velocities=pick(self.velocities), pbc=self.pbc, images=pick(self.images),
                           unwrapped=self.unwrapped, potential_energy=pick(self.potential_energy),
-                          source=self.source)
+                          source=self.source, warnings=list(self.warnings))
 
 
 def _stored_energy(atoms) -> float | None:
