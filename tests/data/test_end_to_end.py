@@ -1,8 +1,11 @@
 """The whole learning pipeline in seconds: LAMMPS reference data -> `actionmd train` -> `actionmd export`
 -> the ASE integrator runs the learned model."""
 import json
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ from ase import Atoms
 from actionmd.ase import ActionVerlet
 from actionmd.data import load_dataset
 from actionmd.model_file import load_model
+from actionmd.training import TrainingOptions
 from actionmd.training.config import TrainConfigError, read_config, train_from_config
 from actionmd.units import momenta_model_to_ase
 
@@ -83,6 +87,51 @@ def test_a_new_predictor_trains_beside_a_frozen_action(lj_file, tmp_path):
         train_from_config(write_config(second, lj_file, stride=8.0, start_from="../run"), progress=False)
 
 
+def test_start_from_a_run_of_other_species_cutoff_or_action_is_refused(lj_file, tmp_path):
+    """Its weights and scales would be copied into a model they do not fit (an Ne/Xe run into Cu/Ni gave a
+    validation loss 360x that of free flight, silently)."""
+    import torch
+    train_from_config(write_config(tmp_path, lj_file, training={"epochs": 1, "pretrain_epochs": 0,
+                                                                "batch_frames": 2, "rollout_steps": 0}),
+                      progress=False)
+    second = tmp_path / "second"
+    second.mkdir()
+    with pytest.raises(TrainConfigError, match=r"that run's cutoff is 5.0 Å, this config's 6.0 Å; set model.cutoff"):
+        train_from_config(write_config(second, lj_file, start_from="../run", model={"cutoff": 6.0, "features": 16,
+                                                                                    "layers": 1}), progress=False)
+    with pytest.raises(TrainConfigError, match=r"its action has another architecture \(architecture.features: "
+                                               r"16 -> 8\)"):
+        train_from_config(write_config(second, lj_file, start_from="../run", model={"cutoff": 5.0, "features": 8,
+                                                                                    "layers": 1}), progress=False)
+    other = tmp_path / "cuni-run"  # the same run relabelled as a Cu/Ni one
+    other.mkdir()
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    state["metadata"]["species"] = [28, 29]
+    torch.save(state, other / "checkpoint.pt")
+    with pytest.raises(TrainConfigError, match="that run was trained on Ni Cu, this config's data holds Ne Xe"):
+        train_from_config(write_config(second, lj_file, start_from="../cuni-run"), progress=False)
+
+
+def test_a_run_resumes_however_its_config_path_is_typed(lj_file, tmp_path, monkeypatch):
+    """./train.yaml, an absolute path, another cwd, a copied run folder: the same run, resumed, not refused as
+    'a different model'. The config says learning_rate: 3e-3, a string to YAML 1.1."""
+    config = write_config(tmp_path, lj_file, training={"epochs": 1, "pretrain_epochs": 0, "batch_frames": 2,
+                                                       "learning_rate": 0.125, "rollout_steps": 0})
+    config.write_text(config.read_text().replace("learning_rate: 0.125", "learning_rate: 3e-3"))
+    assert "3e-3" in config.read_text()
+    train_from_config(config, progress=False)
+    monkeypatch.chdir(tmp_path)
+    train_from_config("./train.yaml", progress=False)
+    train_from_config(tmp_path.resolve() / "train.yaml", progress=False)
+    monkeypatch.chdir(tmp_path.parent)
+    train_from_config(Path(tmp_path.name) / "train.yaml", progress=False)
+    shutil.copytree(tmp_path, tmp_path.parent / f"{tmp_path.name}-copy")
+    config = tmp_path.parent / f"{tmp_path.name}-copy" / "train.yaml"
+    config.write_text(config.read_text().replace("epochs: 1", "epochs: 2"))
+    train_from_config(config, progress=False)
+    assert len((config.parent / "run" / "log.csv").read_text().splitlines()) == 1 + 2  # resumed, extended
+
+
 def test_bad_training_configs(lj_file, tmp_path):
     with pytest.raises(TrainConfigError, match=r"unknown key\(s\) \['epochs'\]"):
         read_config(write_config(tmp_path, lj_file, epochs=3))
@@ -96,6 +145,30 @@ def test_bad_training_configs(lj_file, tmp_path):
         read_config(write_config(tmp_path, lj_file, training={"rollout_solver": {"tol": -1}}))
     with pytest.raises(ValueError, match="not a whole multiple of the stored frame interval"):
         train_from_config(write_config(tmp_path, lj_file, stride=2.5), progress=False)
+    # wrong types and values: one line naming the key, the value and what is expected
+    for changes, message in [
+            ({"training": {"epochs": "many"}}, "training.epochs must be a whole number >= 1, got 'many'"),
+            ({"training": {"device": "gpu"}}, r"training.device must be one of \['cpu', 'cuda'\], got 'gpu'"),
+            ({"model": {"cutoff": 5.0, "features": 8.5}}, "model.features must be a whole number >= 1, got 8.5"),
+            ({"model": {"cutoff": -1}}, "model.cutoff must be a number > 0, got -1"),
+            ({"model": {"cutoff": "six"}}, "model.cutoff must be a number > 0, got 'six'"),
+            ({"model": {"cutoff": 5.0, "dtype": "float16"}}, r"model.dtype must be one of \['float32', 'float64'\]"),
+            ({"model": "small"}, "model must be a mapping of keys, e.g. model: {...}, got 'small'"),
+            ({"stride": "twenty"}, "stride must be a number > 0, got 'twenty'"),
+            ({"stride": -20}, "stride must be a number > 0, got -20"),
+            ({"every": "x"}, "every must be a whole number >= 1, got 'x'"),
+            ({"validation_fraction": 1.0}, r"validation_fraction must be a number in \(0, 1\), got 1.0"),
+            ({"validation_fraction": 0}, r"validation_fraction must be a number in \(0, 1\), got 0"),
+            ({"data": [str(lj_file), str(lj_file)]}, "data lists the same file twice")]:
+        with pytest.raises(TrainConfigError, match=message):
+            read_config(write_config(tmp_path, lj_file, **changes))
+    if not __import__("torch").cuda.is_available():
+        with pytest.raises(TrainConfigError, match="training.device is 'cuda', but torch finds no CUDA device"):
+            read_config(write_config(tmp_path, lj_file, training={"device": "cuda"}))
+    numbers = write_config(tmp_path, lj_file, training={"learning_rate": 0.125, "rollout_solver": {"tol": 0.5}})
+    numbers.write_text(numbers.read_text().replace("0.125", "1e-3").replace("0.5", "1e-6"))
+    options = TrainingOptions(**read_config(numbers)["training"])
+    assert options.learning_rate == 1e-3 and options.rollout_solver == {"tol": 1e-6}
     result = subprocess.run([sys.executable, "-m", "actionmd.cli", "export", str(tmp_path / "nothing"), "-o", "x.pt"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "no checkpoint.pt" in result.stderr
@@ -113,3 +186,23 @@ def test_distributed_training_with_torchrun(lj_file, tmp_path):
     assert result.stdout.count("model written to") == 1  # rank 0 alone writes
     assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 1 + 3
     assert load_model(tmp_path / "run" / "model.pt", device="cpu").metadata.extra["training"]["epochs"] == 3
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_train_stops_with_one_line(lj_file, tmp_path, signum):
+    """Ctrl-C printed a KeyboardInterrupt traceback and SIGTERM exited 143 without a word: now one line says
+    the checkpoint is kept and how to resume."""
+    config = write_config(tmp_path, lj_file, training={"epochs": 1000, "pretrain_epochs": 0, "batch_frames": 1,
+                                                       "rollout_steps": 0})
+    process = subprocess.Popen([sys.executable, "-m", "actionmd.cli", "train", str(config), "--no-progress"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint, deadline = tmp_path / "run" / "checkpoint.pt", time.monotonic() + 120
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signum, stderr[-2000:]
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1
+    how = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
+    assert stderr.startswith(f"actionmd train: {how}; the checkpoint of the last finished epoch is kept in ")
+    assert "rerun the same command to resume" in stderr

@@ -14,6 +14,7 @@ from actionmd.models import build_learned_model, scales_from_frames
 from actionmd.reference import PotentialCalculator, lennard_jones
 from actionmd.solver import SolverOptions
 from actionmd.training import Frame, Trainer, TrainingOptions, split_by_trajectory
+from actionmd.training.trainer import TrainingDiverged
 from actionmd.training.rollout import rollout_check
 from actionmd.units import momenta_ase_to_model
 
@@ -52,12 +53,12 @@ def reference_energy(model_dir):
     return lambda trajectory: calculator_energies(trajectory, calculator, progress=False)
 
 
-def new_trainer(data, directory, epochs, pretrain=1, energy=None):
+def new_trainer(data, directory, epochs, pretrain=1, energy=None, learning_rate=3e-3):
     scales = scales_from_frames([f for trajectory in data for f in trajectory], STRIDE)
     module, meta = build_learned_model(["Ne", "Xe"], stride=STRIDE, cutoff=CUTOFF, features=16, layers=1,
                                        dtype="float32", **scales)
     training, validation = split_by_trajectory(data, 0.25, seed=0)
-    options = TrainingOptions(epochs=epochs, pretrain_epochs=pretrain, batch_frames=1, learning_rate=3e-3,
+    options = TrainingOptions(epochs=epochs, pretrain_epochs=pretrain, batch_frames=1, learning_rate=learning_rate,
                               rollout_steps=20, progress=False)
     return Trainer(module, meta, training, validation, directory, options, reference_energy=energy), meta
 
@@ -111,13 +112,78 @@ def test_checkpoint_of_another_model_is_refused(data, tmp_path):
     new_trainer(data, tmp_path / "run", epochs=1, pretrain=0)[0].fit()
     module, meta = build_learned_model(["Ne", "Xe"], stride=STRIDE, cutoff=5.0, features=16, layers=1)
     training, validation = split_by_trajectory(data, 0.25, seed=0)
-    with pytest.raises(ValueError, match="belongs to a different model"):
+    with pytest.raises(ValueError, match=r"belongs to a different model \(cutoff: 6.0 -> 5.0; .*energy_scale.*"
+                                         "the scales come from the training frames"):
         Trainer(module, meta, training, validation, tmp_path / "run", TrainingOptions(progress=False))
+
+
+def test_checkpoint_resumes_however_the_config_and_data_paths_were_typed(data, tmp_path):
+    """The 'training' record (config path as typed, data paths, description) does not change the model."""
+    first, meta = new_trainer(data, tmp_path / "run", epochs=1, pretrain=0)
+    first.metadata["training"] = {"config": "./t3/train.yaml", "data": ["../lj.h5"], "description": "a"}
+    first.fit()
+    again, _ = new_trainer(data, tmp_path / "run", epochs=1, pretrain=0)
+    again.metadata["training"] = {"config": "/abs/t3/train.yaml", "data": ["/abs/lj.h5"], "description": "b"}
+    again._resume()
+    assert again.history.epoch == 1
+
+
+def test_a_diverging_run_stops_at_once_and_keeps_its_last_good_checkpoint(data, tmp_path, capsys):
+    """A NaN loss used to train on to the end and then fail for want of best_weights.pt; a lower
+    learning_rate then goes on from the last good epoch."""
+    new_trainer(data, tmp_path / "run", epochs=1)[0].fit()
+    lines = capsys.readouterr().out.splitlines()  # one line per epoch, without progress bars
+    assert lines[0].startswith("epoch 1/2 pretrain: force loss train ") and "validation" in lines[0]
+    assert lines[1].startswith("epoch 2/2 action: train ") and "best " in lines[1] and "at epoch 2" in lines[1]
+    diverging, _ = new_trainer(data, tmp_path / "run", epochs=4, learning_rate=1e6)
+    with pytest.raises(TrainingDiverged, match=r"epoch 3: the loss is not finite .*the checkpoint of epoch 2 is "
+                                               r"kept in .*run\. Lower training.learning_rate \(now 1e\+06\)"):
+        diverging.fit()
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["history"]["epoch"] == 2
+    assert (tmp_path / "run" / "log.csv").read_text().count("\n") == 1 + 2
+    calmer, _ = new_trainer(data, tmp_path / "run", epochs=2, learning_rate=1e-3)
+    assert calmer.optimizer.param_groups[0]["lr"] == 1e-3  # the new rate, not the checkpoint's
+    history = calmer.fit()
+    assert history.epoch == 3 and all(np.isfinite(r["val_action"]) for r in history.rows)
+
+
+def test_an_output_folder_that_is_not_a_run_is_refused(data, tmp_path):
+    """A model.pt and a foreign log.csv without a checkpoint: refused, not overwritten or appended to."""
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    (folder / "model.pt").write_bytes(b"someone's model")
+    (folder / "log.csv").write_text("epoch,notes\n")
+    with pytest.raises(ValueError, match="already holds model.pt, log.csv but no checkpoint.pt"):
+        new_trainer(data, folder, epochs=1)
+    assert (folder / "model.pt").read_bytes() == b"someone's model"
+    assert (folder / "log.csv").read_text() == "epoch,notes\n"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        new_trainer(data, tmp_path / "file", epochs=1)
+
+
+def test_training_options_name_the_bad_key():
+    """YAML 1.1 reads 1e-3 as a string: numeric strings are numbers; anything else names key and value."""
+    options = TrainingOptions(learning_rate="1e-3", rollout_solver={"tol": "1e-6"})
+    assert options.learning_rate == 1e-3 and options.rollout_solver["tol"] == 1e-6
+    for bad, message in [({"epochs": "many"}, "epochs must be a whole number >= 1, got 'many'"),
+                         ({"epochs": 2.5}, "epochs must be a whole number >= 1, got 2.5"),
+                         ({"learning_rate": -1}, "learning_rate must be a number > 0, got -1"),
+                         ({"learning_rate": "fast"}, "learning_rate must be a number > 0, got 'fast'"),
+                         ({"device": "gpu"}, r"device must be one of \['cpu', 'cuda'\], got 'gpu'"),
+                         ({"freeze_action": "yes please"}, "freeze_action must be true or false"),
+                         ({"rollout_solver": {"maxiter": "lots"}}, "rollout_solver.maxiter must be a whole number"),
+                         ({"rollout_solver": {"tol": "tight"}}, "rollout_solver.tol must be a number, got 'tight'")]:
+        with pytest.raises(ValueError, match=message):
+            TrainingOptions(**bad)
 
 
 def test_bad_training_inputs(data, tmp_path):
     with pytest.raises(ValueError, match="at least 2 trajectories"):
         split_by_trajectory(data[:1], 0.2, seed=0)
+    for fraction in (0.0, 1.0, 1.5):  # used to be clamped silently
+        with pytest.raises(ValueError, match=r"validation_fraction must be a number in \(0, 1\)"):
+            split_by_trajectory(data, fraction, seed=0)
     module, meta = build_learned_model(["Ne", "Xe"], stride=STRIDE, cutoff=CUTOFF)
     with pytest.raises(ValueError, match="empty dataset"):
         Trainer(module, meta, [], data[0], tmp_path, TrainingOptions())

@@ -1,13 +1,56 @@
 """The `train` and `export` subcommands."""
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import threading
+
+
+class StopRequested(BaseException):
+    """SIGTERM (a batch scheduler's time limit, `kill`) unwinds like Ctrl-C: a BaseException, so that no
+    ``except Exception`` on the way swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
 
 def _train(args) -> int:
     from .config import train_from_config
-    path = train_from_config(args.config, progress=not args.no_progress)
+
+    def stop(signum, frame):
+        raise StopRequested(signum)
+
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} if on_main_thread else {}
+    try:
+        path = train_from_config(args.config, progress=not args.no_progress)
+    except (StopRequested, KeyboardInterrupt) as exc:
+        return _stopped(args.config, getattr(exc, "signum", signal.SIGINT))
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if path is not None:
         print(f"model written to {path}")
     return 0
+
+
+def _stopped(config: str, signum: int) -> int:
+    """One line instead of a traceback: every finished epoch is in the checkpoint, and rerunning resumes."""
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every rank gets the signal
+        how = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"
+        print(f"actionmd train: {how}; the checkpoint of the last finished epoch is kept in {_output(config)}: "
+              "rerun the same command to resume", file=sys.stderr)
+    return 128 + signum
+
+
+def _output(config: str) -> str:
+    from .config import read_config
+    try:
+        return read_config(config)["output"]
+    except ValueError:
+        return "the config's output folder"
 
 
 def _export(args) -> int:

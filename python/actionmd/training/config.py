@@ -8,7 +8,8 @@
                                   # optional predictor_layers (default layers; layers - 1 keeps the
                                   # interaction_range at layers x cutoff: thinner LAMMPS ghost shells);
                                   # angular: true adds bond-angle moments (many-body potentials, e.g. SNAP)
-    training: {epochs: 200, pretrain_epochs: 5, batch_frames: 2, learning_rate: 1e-3, patience: 20}
+    training: {epochs: 200, pretrain_epochs: 5, batch_frames: 2, learning_rate: 1.0e-3, patience: 20}
+                                  # pretrain_epochs come on top of epochs (here 205 epochs at most)
                                   # the closing rollout runs as the model will: rollout_steps: 50,
                                   # rollout_dtype: float64, rollout_solver: {tol: 1.0e-6, anderson_memory: 30}
     output: runs/lj-mixture       # checkpoint.pt, log.csv, best_weights.pt, model.pt
@@ -27,17 +28,19 @@ import numpy as np
 import torch
 import yaml
 
-from ..model_file import export_model
+from ..model_file import DTYPES, export_model
 from ..models import build_learned_model, scales_from_frames
 from ..neighbors import VerletList
 from .dataset import frames_from_dataset
-from .trainer import Trainer, TrainingOptions, split_by_trajectory
+from .checks import choice, flag, number, whole
+from .trainer import Trainer, TrainingOptions, model_differences, split_by_trajectory
 
 MODEL_KEYS = {"cutoff", "features", "layers", "radial_size", "predictor", "predictor_layers", "angular",
               "predictor_angular", "dtype", "seed"}
 TOP_KEYS = {"data", "stride", "every", "validation_fraction", "model", "training", "output", "description",
             "start_from"}
 SCALES = ("energy_scale", "momentum_scale", "length_scale", "velocity_scale")
+ACTION_ARCHITECTURE = ("features", "layers", "radial_size", "angular")  # what start_from's action must share
 
 
 class TrainConfigError(ValueError):
@@ -53,26 +56,15 @@ def read_config(path: str | Path) -> dict:
         raise TrainConfigError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(config, dict):
         raise TrainConfigError(f"{path}: expected a mapping of keys {sorted(TOP_KEYS)}")
-    unknown = set(config) - TOP_KEYS
-    missing = {"data", "stride", "model", "output"} - set(config)
-    if unknown or missing:
-        raise TrainConfigError(f"{path}: " + "; ".join(
-            ([f"unknown key(s) {sorted(unknown)}"] if unknown else []) +
-            ([f"missing key(s) {sorted(missing)}"] if missing else [])) + f" (valid keys: {sorted(TOP_KEYS)})")
-    bad_model = set(config["model"]) - MODEL_KEYS
-    if bad_model or "cutoff" not in config["model"]:
-        raise TrainConfigError(f"{path}: model needs 'cutoff' and takes only {sorted(MODEL_KEYS)}"
-                               + (f"; unknown {sorted(bad_model)}" if bad_model else ""))
-    valid_training = {f.name for f in fields(TrainingOptions)}
-    bad_training = set(config.get("training") or {}) - valid_training
-    if bad_training:
-        raise TrainConfigError(f"{path}: unknown training key(s) {sorted(bad_training)}; valid: {sorted(valid_training)}")
     try:
-        TrainingOptions(**(config.get("training") or {}))  # its own checks, before any data is read
+        _check_keys(config)
+        _check_values(config)
+        _check_training(config.get("training") or {})
     except ValueError as err:
-        raise TrainConfigError(f"{path}: training.{err}") from None
+        raise TrainConfigError(f"{path}: {err}") from None
     base = Path(path).parent
-    config["data"] = [str(base / d) for d in ([config["data"]] if isinstance(config["data"], str) else config["data"])]
+    config["data"] = [str(base / d) for d in config["data"]]
+    _check_distinct(config["data"], path)
     config["output"] = str(base / config["output"])
     if config.get("start_from") is not None:
         config["start_from"] = str(base / config["start_from"])
@@ -80,6 +72,77 @@ def read_config(path: str | Path) -> dict:
         raise TrainConfigError(f"{path}: training.freeze_action needs start_from: the run whose trained action "
                                "to keep")
     return config
+
+
+def _check_keys(config: dict) -> None:
+    """Unknown and missing keys, before any value is read."""
+    unknown = set(config) - TOP_KEYS
+    missing = {"data", "stride", "model", "output"} - set(config)
+    if unknown or missing:
+        raise ValueError("; ".join(([f"unknown key(s) {sorted(unknown)}"] if unknown else []) +
+                                   ([f"missing key(s) {sorted(missing)}"] if missing else []))
+                         + f" (valid keys: {sorted(TOP_KEYS)})")
+    for section in ("model", "training"):
+        if config.get(section) is not None and not isinstance(config[section], dict):
+            raise ValueError(f"{section} must be a mapping of keys, e.g. {section}: {{...}}, got {config[section]!r}")
+    bad_model = set(config["model"] or {}) - MODEL_KEYS
+    if bad_model or "cutoff" not in (config["model"] or {}):
+        raise ValueError(f"model needs 'cutoff' and takes only {sorted(MODEL_KEYS)}"
+                         + (f"; unknown {sorted(bad_model)}" if bad_model else ""))
+    valid_training = {f.name for f in fields(TrainingOptions)}
+    bad_training = set(config.get("training") or {}) - valid_training
+    if bad_training:
+        raise ValueError(f"unknown training key(s) {sorted(bad_training)}; valid: {sorted(valid_training)}")
+
+
+def _check_values(config: dict) -> None:
+    """Types and ranges of the top-level and model values, numeric strings made numbers (YAML 1.1 reads 1e-3
+    as a string)."""
+    data = [config["data"]] if isinstance(config["data"], str) else config["data"]
+    if not isinstance(data, list) or not data or not all(isinstance(d, str) and d for d in data):
+        raise ValueError(f"data must be a file or a list of files written by `actionmd generate`, got "
+                         f"{config['data']!r}")
+    config["data"] = data
+    config["stride"] = number("stride", config["stride"], 0.0, exclusive=True)
+    config["every"] = whole("every", config.get("every", 1), 1)
+    config["validation_fraction"] = number("validation_fraction", config.get("validation_fraction", 0.25),
+                                           0.0, 1.0, exclusive=True)
+    for key in ("output", "start_from", "description"):
+        value = config.get(key)
+        if not (isinstance(value, str) and value) and (key == "output" or value is not None):
+            raise ValueError(f"{key} must be a {'path' if key != 'description' else 'text'}, got {value!r}")
+    model = config["model"]
+    model["cutoff"] = number("model.cutoff", model["cutoff"], 0.0, exclusive=True)
+    for key, minimum in (("features", 1), ("layers", 1), ("radial_size", 1), ("predictor_layers", 0), ("seed", 0)):
+        if model.get(key) is not None:
+            whole(f"model.{key}", model[key], minimum)
+    for key in ("predictor", "angular", "predictor_angular"):
+        if key in model:
+            flag(f"model.{key}", model[key])
+    if "dtype" in model:
+        choice("model.dtype", model["dtype"], DTYPES)
+
+
+def _check_training(training: dict) -> None:
+    """TrainingOptions' own checks, and a CUDA device that this machine has."""
+    try:
+        options = TrainingOptions(**training)
+    except ValueError as err:
+        raise ValueError(f"training.{err}") from None
+    if options.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("training.device is 'cuda', but torch finds no CUDA device here "
+                         f"(torch {torch.__version__}); use device: cpu, or run where a GPU is")
+
+
+def _check_distinct(paths: list[str], config_path) -> None:
+    """The same file twice would put copies of its segments on both sides of the validation split."""
+    seen = {}
+    for path in paths:
+        key = Path(path).resolve()
+        if key in seen:
+            raise TrainConfigError(f"{config_path}: data lists the same file twice ({seen[key]} and {path}); "
+                                   "list each file once")
+        seen[key] = path
 
 
 def train_from_config(path: str | Path, progress: bool = True) -> Path | None:
@@ -112,11 +175,12 @@ def _train(config: dict, path, options: "TrainingOptions") -> Path | None:
     species = sorted({int(z) for trajectory in trajectories for f in trajectory for z in f.numbers})
     masses = {int(z): float(m) for s in dataset.segments for z, m in zip(s.atomic_numbers, s.masses)}
     model_options = dict(config["model"])
-    start = _start_weights(config["start_from"], stride) if config.get("start_from") else None
+    start = _start_weights(config["start_from"]) if config.get("start_from") else None
     scales = {k: start[1]["architecture"][k] for k in SCALES} if start else scales_from_frames(training, stride)
     module, metadata = build_learned_model(species, stride, masses=[masses[z] for z in species],
                                            **model_options, **scales)
     if start:
+        _check_start(start[1], metadata, config["start_from"])
         _load_matching(module, start[0], config["start_from"], require_action=options.freeze_action)
     metadata["training"] = {"config": str(path), "data": config["data"], "description": config.get("description"),
                             **({"start_from": config["start_from"]} if start else {})}
@@ -144,19 +208,37 @@ def _reference_energy(paths: list[str]):
     return lambda trajectory: lammps_energies(trajectory, configs[0], progress=False)
 
 
-def _start_weights(run_directory: str, stride: float):
+def _start_weights(run_directory: str):
     """The best weights and metadata of an earlier run, to start from."""
     run = Path(run_directory)
     checkpoint = run / "checkpoint.pt"
     if not checkpoint.exists():
         raise TrainConfigError(f"start_from {run}: no checkpoint.pt; is this the 'output' of `actionmd train`?")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if float(state["metadata"]["stride"]) != stride:
-        raise TrainConfigError(f"start_from {run}: that run's stride is {state['metadata']['stride']} fs, this "
-                               f"config's {stride} fs; an action is only valid at its own stride")
     best = run / "best_weights.pt"
     weights = torch.load(best, map_location="cpu") if best.exists() else state["model"]
     return weights, state["metadata"]
+
+
+def _check_start(start: dict, metadata: dict, source: str) -> None:
+    """An earlier run's weights and scales only mean something for the same species, stride, cutoff and action
+    architecture (the predictor may differ: a new predictor for a trained action)."""
+    from ase.data import chemical_symbols
+    if float(start["stride"]) != metadata["stride"]:
+        raise TrainConfigError(f"start_from {source}: that run's stride is {start['stride']} fs, this config's "
+                               f"{metadata['stride']} fs; an action is only valid at its own stride")
+    if list(start["species"]) != list(metadata["species"]):
+        names = [" ".join(chemical_symbols[z] for z in m["species"]) for m in (start, metadata)]
+        raise TrainConfigError(f"start_from {source}: that run was trained on {names[0]}, this config's data holds "
+                               f"{names[1]}; its weights and scales fit only its own species")
+    if float(start["cutoff"]) != metadata["cutoff"]:
+        raise TrainConfigError(f"start_from {source}: that run's cutoff is {start['cutoff']} Å, this config's "
+                               f"{metadata['cutoff']} Å; set model.cutoff: {start['cutoff']}")
+    differences = model_differences(*({"architecture": {k: m["architecture"].get(k) for k in ACTION_ARCHITECTURE}}
+                                      for m in (start, metadata)))
+    if differences:
+        raise TrainConfigError(f"start_from {source}: its action has another architecture ({'; '.join(differences)}"
+                               "); set this config's model keys as that run's")
 
 
 def _load_matching(module: torch.nn.Module, weights: dict, source: str, require_action: bool) -> None:

@@ -24,6 +24,7 @@ from tqdm import tqdm
 from ..model_file import DTYPES
 from ..solver import SolverOptions
 from .batch import Frame, make_batch
+from .checks import choice, flag, number, whole
 from .loss import action_loss, baselines, force_loss, predictor_loss
 
 
@@ -46,17 +47,45 @@ class TrainingOptions:
     progress: bool = True
 
     def __post_init__(self):
-        """The closing rollout's options are checked here, not after hours of training."""
-        if self.rollout_dtype is not None and self.rollout_dtype not in DTYPES:
+        """Every value is checked here, not after hours of training; numeric strings become numbers (YAML 1.1
+        reads ``learning_rate: 1e-3`` as a string)."""
+        for key, minimum in INTEGER_OPTIONS.items():
+            setattr(self, key, whole(key, getattr(self, key), minimum))
+        for key, (minimum, exclusive) in REAL_OPTIONS.items():
+            setattr(self, key, number(key, getattr(self, key), minimum, exclusive=exclusive))
+        for key in ("freeze_action", "progress"):
+            flag(key, getattr(self, key))
+        choice("device", self.device, DEVICES)
+        if self.rollout_dtype is not None and self.rollout_dtype not in tuple(DTYPES):
             raise ValueError(f"rollout_dtype must be one of {sorted(DTYPES)} or left out (the training dtype), "
                              f"got {self.rollout_dtype!r}")
         valid = {f.name for f in fields(SolverOptions)}
         if not isinstance(self.rollout_solver, dict) or set(self.rollout_solver) - valid:
             raise ValueError(f"rollout_solver takes a mapping of {sorted(valid)}, got {self.rollout_solver!r}")
+        self.rollout_solver = _solver_values(self.rollout_solver)
         try:
             SolverOptions(**self.rollout_solver)
         except ValueError as err:
             raise ValueError(f"rollout_solver: {err}") from None
+
+
+INTEGER_OPTIONS = {"epochs": 1, "pretrain_epochs": 0, "batch_frames": 1, "patience": 1, "lr_patience": 0, "seed": 0,
+                   "rollout_steps": 0}
+REAL_OPTIONS = {"learning_rate": (0.0, True), "weight_decay": (0.0, False), "predictor_weight": (0.0, False)}
+DEVICES = ("cpu", "cuda")  # cuda: each rank takes the GPU of its LOCAL_RANK
+
+
+def _solver_values(solver: dict) -> dict:
+    """The rollout's solver options with their numbers checked (``tol: 1e-6`` is a string in YAML 1.1)."""
+    solver = dict(solver)
+    if solver.get("tol") is not None:
+        solver["tol"] = number("rollout_solver.tol", solver["tol"])  # its range: SolverOptions
+    for key in ("maxiter", "krylov_dim", "anderson_memory"):
+        if key in solver:
+            solver[key] = whole(f"rollout_solver.{key}", solver[key], 1)
+    if "newton_fallback" in solver:
+        flag("rollout_solver.newton_fallback", solver["newton_fallback"])
+    return solver
 
 
 class Objective(nn.Module):
@@ -91,8 +120,17 @@ class History:
     rows: list = field(default_factory=list)
 
 
+class TrainingDiverged(ValueError):
+    """A non-finite loss: the weights are lost, so training stops at once (the last good checkpoint stays)."""
+
+
+RUN_FILES = ("model.pt", "log.csv", "summary.json")  # written only once a checkpoint exists
+
+
 def split_by_trajectory(trajectories: list[list[Frame]], validation_fraction: float, seed: int):
-    """Whole trajectories go to one side, so validation frames are never neighbours of training ones."""
+    """Whole trajectories go to one side, so validation frames are never neighbours of training ones;
+    each side keeps at least one trajectory."""
+    number("validation_fraction", validation_fraction, 0.0, 1.0, exclusive=True)
     if len(trajectories) < 2:
         raise ValueError(f"need at least 2 trajectories to split train/validation by trajectory, got "
                          f"{len(trajectories)}; record more segments")
@@ -149,6 +187,7 @@ class Trainer:
                                                                     patience=options.lr_patience)
         self.history = History()
         self.checkpoint = self.directory / "checkpoint.pt"
+        self._check_directory()
         if self.checkpoint.exists():
             self._resume()
 
@@ -164,25 +203,54 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(), "history": asdict(self.history),
                 "metadata": self.metadata, "options": asdict(self.options)}
 
+    def _check_directory(self):
+        """Refuse a folder that is not a run of this config: training would overwrite its model.pt and mix its
+        rows into a foreign log.csv."""
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ValueError(f"output {self.directory} is a file, not a folder; choose another output")
+        found = [name for name in RUN_FILES if (self.directory / name).exists()]
+        if found and not self.checkpoint.exists():
+            raise ValueError(f"output {self.directory} already holds {', '.join(found)} but no checkpoint.pt, so it "
+                             "is not a run to resume and training would overwrite them; choose another output "
+                             "or move those files away")
+
     def _resume(self):
         state = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
-        if state["metadata"] != self.metadata:
-            raise ValueError(f"{self.checkpoint} belongs to a different model (metadata differ); use a new "
-                             "output directory or delete the checkpoint to start over")
+        differences = model_differences(state["metadata"], self.metadata)
+        if differences:
+            scales = any(d.split(":")[0].endswith("_scale") for d in differences)
+            raise ValueError(f"{self.checkpoint} belongs to a different model ({'; '.join(differences)})"
+                             + ("; the scales come from the training frames, so the data files, every, "
+                                "validation_fraction or seed changed" if scales else "")
+                             + "; use a new output directory, or delete the checkpoint to start over")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state["options"].get("learning_rate") != self.options.learning_rate:
+            # a lowered learning_rate after a divergence must take effect, not the checkpoint's rate
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.options.learning_rate
         self.history = History(**state["history"])
 
     def _save(self, best: bool):
         if self.rank != 0:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
-        partial = self.checkpoint.with_suffix(".tmp")
-        torch.save(self._state(), partial)
-        partial.replace(self.checkpoint)  # atomic: a kill mid-write never loses the last checkpoint
-        if best:
-            torch.save(self.model.state_dict(), self.directory / "best_weights.pt")
+        if best:  # first: a kill between the two leaves better best weights, never a checkpoint without them
+            _save_atomically(self.model.state_dict(), self.directory / "best_weights.pt")
+        _save_atomically(self._state(), self.checkpoint)
+
+    def _write_log(self):
+        """log.csv from the checkpoint's rows, whole: a kill between checkpoint and log cannot drop a row."""
+        if self.rank != 0 or not self.history.rows:
+            return
+        log = self.directory / "log.csv"
+        partial = log.with_suffix(".tmp")
+        with partial.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(self.history.rows[0]))
+            writer.writeheader()
+            writer.writerows(self.history.rows)
+        partial.replace(log)
 
     # --- loop ----------------------------------------------------------------------------------------
 
@@ -211,7 +279,6 @@ class Trainer:
 
     def fit(self) -> History:
         options, history = self.options, self.history
-        log = self.directory / "log.csv"
         total = options.pretrain_epochs + options.epochs
         while history.epoch < total and history.stale_epochs < options.patience:
             start = time.perf_counter()
@@ -221,6 +288,8 @@ class Trainer:
             train = self._run_epoch(self.training, train=True)
             self.model.eval()
             validation = self._run_epoch(self.validation, train=False)
+            if not (np.isfinite(train).all() and np.isfinite(validation).all()):
+                raise self._diverged(train, validation)
             score = float(validation[0] + options.predictor_weight * validation[1])
             history.epoch += 1
             improved = not pretraining and score < history.best_validation
@@ -236,13 +305,11 @@ class Trainer:
                    "seconds": time.perf_counter() - start}
             history.rows.append(row)
             self._save(best=improved)
+            self._write_log()
             if self.rank == 0:
-                new = not log.exists()
-                with log.open("a", newline="") as handle:
-                    writer = csv.DictWriter(handle, fieldnames=list(row))
-                    if new:
-                        writer.writeheader()
-                    writer.writerow(row)
+                tqdm.write(self._epoch_line(row, total))
+        if self.rank == 0 and history.stale_epochs >= options.patience and history.epoch < total:
+            tqdm.write(f"stopped early: no better validation loss in {options.patience} epochs (patience)")
         if self.rank == 0:
             summary = asdict(history)
             if options.rollout_steps and history.best_epoch > 0:
@@ -255,7 +322,48 @@ class Trainer:
             (self.directory / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
         return history
 
+    def _diverged(self, train, validation) -> TrainingDiverged:
+        kept = (f"the checkpoint of epoch {self.history.epoch} is kept in {self.directory}" if self.history.epoch
+                else "no epoch had finished, so nothing was saved")
+        again = " to go on from there" if self.history.epoch else ""
+        return TrainingDiverged(
+            f"epoch {self.history.epoch + 1}: the loss is not finite (training {train[0]:.4g}, validation "
+            f"{validation[0]:.4g}), so training stopped; {kept}. Lower training.learning_rate (now "
+            f"{self.options.learning_rate:g}) and rerun the same command{again}")
+
+    def _epoch_line(self, row: dict, total: int) -> str:
+        """One line per epoch, so progress shows without reading log.csv."""
+        head = f"epoch {row['epoch']}/{total} {row['phase']}: "
+        if row["phase"] == "pretrain":
+            return head + (f"force loss train {row['train_action']:.4g}, validation {row['val_action']:.4g}, "
+                           f"{row['seconds']:.1f} s")
+        predictor = hasattr(self.model, "predict")
+        train = f"{row['train_action']:.4g}" + (f" (predictor {row['train_predictor']:.4g})" if predictor else "")
+        validation = f"{row['val_action']:.4g}" + (f" (predictor {row['val_predictor']:.4g})" if predictor else "")
+        return head + (f"train {train}, validation {validation}, best {self.history.best_validation:.4g} at epoch "
+                       f"{self.history.best_epoch}, lr {row['lr']:.3g}, {row['seconds']:.1f} s")
+
     def best_model(self) -> nn.Module:
         """The model with the weights of the best validation epoch."""
-        self.model.load_state_dict(torch.load(self.directory / "best_weights.pt", map_location=self.device))
+        best = self.directory / "best_weights.pt"
+        if not best.exists():
+            raise ValueError(f"{best} is missing: no action epoch has finished in {self.directory}")
+        self.model.load_state_dict(torch.load(best, map_location=self.device))
         return self.model
+
+
+def _save_atomically(state, path: Path) -> None:
+    """Write then rename: a kill mid-write never leaves a truncated file."""
+    partial = path.with_suffix(".tmp")
+    torch.save(state, partial)
+    partial.replace(path)
+
+
+def model_differences(old: dict, new: dict) -> list[str]:
+    """What differs between two models' metadata, ignoring the 'training' record (how the config and data
+    paths were typed, the description): those do not change the model a checkpoint can resume."""
+    differences = [f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+                   for key in sorted((set(old) | set(new)) - {"training", "architecture"}) if old.get(key) != new.get(key)]
+    a, b = old.get("architecture") or {}, new.get("architecture") or {}
+    return differences + [f"architecture.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+                          if a.get(k) != b.get(k)]
