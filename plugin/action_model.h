@@ -85,6 +85,9 @@ class ActionModel {
 std::unique_ptr<ActionModel> load_torchscript_model(const std::string &path,
                                                     const std::string &device);
 
+// CUDA devices this libtorch can use (0 for a CPU-only libtorch).
+int cuda_device_count();
+
 }  // namespace actionmd
 
 #endif

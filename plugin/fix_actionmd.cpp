@@ -194,10 +194,13 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
                atom->ntypes);
 
   actionmd::malloc_choice(error);    // a mistaken ACTIONMD_MALLOC fails here; init() applies it to each run
-  MPI_Comm node;    // the ranks that share this node's memory
+  MPI_Comm node;    // the ranks that share this node's memory (and its GPUs)
   MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, comm->me, MPI_INFO_NULL, &node);
   MPI_Comm_size(node, &node_ranks);
+  int node_rank = 0;
+  MPI_Comm_rank(node, &node_rank);
   MPI_Comm_free(&node);
+  if (device == "cuda") spread_over_gpus(node_rank);
   try {
     model = actionmd::load_torchscript_model(model_path, device);
   } catch (const std::exception &e) {
@@ -244,6 +247,18 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
 }
 
 FixActionMD::~FixActionMD() = default;
+
+// 'device cuda' on a node with several GPUs: rank k of the node takes GPU k mod (GPUs), as LAMMPS's own
+// GPU and KOKKOS packages do, instead of every rank piling onto GPU 0. 'device cuda:N' pins one GPU.
+void FixActionMD::spread_over_gpus(int node_rank)
+{
+  const int gpus = actionmd::cuda_device_count();
+  if (gpus <= 0) return;    // no usable GPU: loading the model says so
+  device = fmt::format("cuda:{}", node_rank % gpus);
+  if (comm->me == 0)
+    utils::logmesg(lmp, "fix actionmd: {} rank(s) on this node share {} GPU(s): node rank k uses "
+                        "cuda:k mod {}\n", node_ranks, gpus, gpus);
+}
 
 int FixActionMD::setmask()
 {

@@ -95,6 +95,7 @@ class FixActionMD : public Fix {
   void set_heap_policy();
   void check_ghost_cutoff(double extra, const char *when);
   void check_step(int natoms);
+  void spread_over_gpus(int node_rank);
   void start_run_statistics();
   void grow(int natoms);
   void build_edges(int natoms);

@@ -177,6 +177,11 @@ class TorchScriptModel : public ActionModel {
 
 }    // namespace
 
+int cuda_device_count()
+{
+  return torch::cuda::is_available() ? static_cast<int>(torch::cuda::device_count()) : 0;
+}
+
 std::unique_ptr<ActionModel> load_torchscript_model(const std::string &path,
                                                     const std::string &device_name)
 {
