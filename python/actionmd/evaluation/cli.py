@@ -91,7 +91,7 @@ def _types(args, cfg: dict | None) -> list[str] | None:
 def run(args) -> int:
     from ..data.lammps_run import LammpsError
     from .energy import load_system
-    from .evaluate import evaluate
+    from .side_by_side import evaluate
     from .reading import read_trajectory
     from .report import check_outdir, text_table, write_report
     from .trajectory import EvaluationError

@@ -263,6 +263,10 @@ def export_from_run(run_directory: str | Path, output: str | Path, dtype: str | 
         raise TrainConfigError(f"{run_directory}: no checkpoint.pt; is this the 'output' of `actionmd train`?")
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     metadata = dict(state["metadata"])
+    history = state.get("history", {})
+    if history.get("best_epoch"):  # as `actionmd train` records them in its own model.pt
+        metadata["training"] = {**metadata.get("training", {}), "epochs": history["epoch"],
+                                "best_epoch": history["best_epoch"], "best_validation": history["best_validation"]}
     module = _rebuild(metadata)
     best = run_directory / "best_weights.pt"
     module.load_state_dict(torch.load(best, map_location="cpu") if best.exists() else state["model"])
