@@ -319,6 +319,15 @@ def test_a_blown_up_run_says_so(tmp_path):
     assert len(load_dataset(tmp_path / "x.h5")) == 4
 
 
+def test_a_finished_file_says_what_it_holds_also_without_a_progress_bar(tmp_path, lj_file):
+    import shutil
+    shutil.copy(lj_file, tmp_path / "lj.h5")
+    r = run_cli(*cli_overrides("lj-mixture", "temperatures=[80,120]"), "-o", str(tmp_path / "lj.h5"))
+    assert r.returncode == 0, r.stderr
+    assert "0 new segment(s)" in r.stdout and "it holds 4 segment(s) over 2 condition(s)" in r.stdout, r.stdout
+    assert "(protocol.segments=2 per condition asks for no more)" in r.stdout, r.stdout
+
+
 def test_an_empty_output_file_is_started_afresh_and_a_foreign_one_refused(tmp_path):
     (tmp_path / "empty.h5").write_bytes(b"")
     generate(tiny_config("lj-mixture", "temperatures=[80,120]"), tmp_path / "empty.h5", progress=False)

@@ -191,6 +191,9 @@ def generate(cfg: dict, output: str | Path, *, progress: bool = True,
         finally:
             if bar is not None:
                 bar.close()
-    if rank0 and progress:
-        print(f"{output}: {written} new segment(s) in {time.perf_counter() - t0:.1f} s")
+    if rank0:  # also without a progress bar: the one line a batch log needs
+        held = sum(max(p["next_segment"], proto["segments"]) for p in plan) if conds else 0
+        print(f"{output}: {written} new segment(s) in {time.perf_counter() - t0:.1f} s; it holds {held} "
+              f"segment(s) over {len(conds)} condition(s)"
+              + ("" if written else f" (protocol.segments={proto['segments']} per condition asks for no more)"))
     return output

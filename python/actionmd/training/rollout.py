@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from ase.data import chemical_symbols
 
 from ..action_map import ActionMap
 from ..data.config import ConfigError
@@ -61,7 +62,8 @@ def rollout_check(model: torch.nn.Module, metadata: dict, start: Frame, steps: i
                "solver": asdict(action_map.solver),
                "mean_iterations": float(np.mean(iterations)) if iterations else None,
                "max_residual": float(np.max(residuals)) if residuals else None,
-               "mean_temperature_K": {str(z): float(np.mean([t[z] for t in temperatures])) for z in species}}
+               "mean_temperature_K": {chemical_symbols[z]: float(np.mean([t[z] for t in temperatures]))
+                                      for z in species}}
     if reference_energy is not None and len(states) > 2:
         try:
             summary["energy"] = _energy(states, start, masses, float(metadata["stride"]), reference_energy)
