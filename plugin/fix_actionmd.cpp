@@ -369,6 +369,10 @@ void FixActionMD::init()
                  "part only, and fix {} (style {}) would drive the box with it; constant-pressure runs "
                  "are not supported: remove fix {}",
                  id, other->id, other->style, other->id);
+    if (comm->me == 0 && langevin && utils::strmatch(other->style, "^langevin"))
+      error->warning(FLERR, "fix {} (actionmd) has the langevin keyword and fix {} is a {} thermostat "
+                            "too: the atoms are thermostatted twice (friction and noise add up)",
+                     id, other->id, other->style);
     if (comm->me == 0 && (utils::strmatch(other->style, "^setforce") ||
                           utils::strmatch(other->style, "^aveforce")))
       error->warning(FLERR,

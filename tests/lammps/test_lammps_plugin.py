@@ -341,6 +341,14 @@ run 2
     assert "cannot hold atoms in place" in r.output
 
 
+def test_two_thermostats_are_warned_of(run_lmp, model_dir):
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script(model_dir / "lj.pt", steps=1, extra_fix="langevin 100 100 0.1 5",
+                          post="fix bath all langevin 100 100 0.1 7"))
+    assert r.returncode == 0, r.output[-3000:]
+    assert "the atoms are thermostatted twice" in r.output, r.output[-3000:]
+
+
 def test_run_statistics_restart_with_each_run_also_without_set_up(run_lmp, model_dir):
     argon_data(run_lmp.dir / "ar.data")
     r = run_lmp(lj_script(model_dir / "lj.pt", post="run 2", steps="3 pre no post no"))
