@@ -604,6 +604,61 @@ run 3000
     assert abs(ke.mean() / expected - 1.0) < 0.04, (ke.mean(), expected)
 
 
+def test_langevin_damps_velocities_at_the_rate_damp_gives(run_lmp):
+    """Free particles (k = 0) at 0 K: each stride multiplies every velocity by exp(-dt/damp) exactly, so
+    KE_n = KE_0 exp(-2 n dt/damp); the temperature tests cannot see a wrong rate (an exact O step samples
+    the right temperature at any damping)."""
+    h, m, natoms, damp = 10.0, AR, 20, 0.05
+    models.harmonic(run_lmp.dir / "free.pt", h, m, 0.0)
+    rng = np.random.default_rng(6)
+    script = oscillator_box([1] * natoms, rng.uniform(-15, 15, (natoms, 3)), [m], h) + f"""
+velocity all create 300 5 dist gaussian
+fix int all actionmd free.pt types Ar langevin 0 0 {damp} 4242 zero no
+thermo_style custom step ke
+thermo_modify format float %.17g
+thermo 1
+run 4
+"""
+    r = run_lmp(script)
+    assert r.returncode == 0, r.output[-3000:]
+    rows = r.thermo()
+    ratio = [row["KinEng"] / rows[0]["KinEng"] for row in rows]
+    expected = [np.exp(-2 * n * h / 1000 / damp) for n in range(len(rows))]
+    assert np.allclose(ratio, expected, rtol=1e-12, atol=0), (ratio, expected)
+
+
+def test_langevin_zero_yes_gives_each_species_its_share_of_the_internal_temperature(run_lmp):
+    """'zero yes' removes the mass-weighted mean of the kicks: free particles then sample velocity variances
+    kT/m_i (1 - m_i/M), i.e. a mean kinetic energy 3/2 kT (1 - m_i/M) per atom, for light and heavy alike.
+    32 atoms (m/M is 1.5 % for Ar and 4.8 % for Xe; a mean removed without mass weights is off by ~5 %),
+    4000 strides with damp = the stride (samples decorrelate in ~2 strides): 5 sigma is ~2.5 %."""
+    h, natoms, temperature = 10.0, 32, 300.0
+    masses = [AR, 131.293]
+    models.harmonic(run_lmp.dir / "free.pt", h, masses, [0.0, 0.0], species=(18, 54))
+    rng = np.random.default_rng(8)
+    types = [1 + (i % 2) for i in range(natoms)]
+    script = oscillator_box(types, rng.uniform(-15, 15, (natoms, 3)), masses, h) + f"""
+group light type 1
+group heavy type 2
+compute ke all ke/atom
+compute ke_light light reduce sum c_ke
+compute ke_heavy heavy reduce sum c_ke
+fix int all actionmd free.pt types Ar Xe langevin {temperature} {temperature} {h / 1000} 4242 zero yes
+thermo_style custom step c_ke_light c_ke_heavy
+thermo_modify format float %.17g
+thermo 1
+run 4000
+"""
+    r = run_lmp(script)
+    assert r.returncode == 0, r.output[-3000:]
+    rows = [row for row in r.thermo() if row["Step"] >= 100]
+    total_mass = natoms // 2 * sum(masses)
+    for column, mass in (("c_ke_light", masses[0]), ("c_ke_heavy", masses[1])):
+        expected = natoms // 2 * 1.5 * KB_EV * temperature * (1 - mass / total_mass)
+        ratio = np.mean([row[column] for row in rows]) / expected
+        assert abs(ratio - 1) < 0.025, (column, ratio)
+
+
 def test_langevin_gives_each_species_the_target_temperature(run_lmp):
     """Two species with a mass ratio of 6.5 on independent oscillators (exact map, exact OU half
     steps): each species' kinetic temperature averages T.

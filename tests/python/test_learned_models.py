@@ -10,6 +10,7 @@ from actionmd.action_map import ActionMap
 from actionmd.model_file import export_model, load_model
 from actionmd.models import build_learned_model
 from actionmd.neighbors import VerletList
+from actionmd.solver import SolverOptions
 
 from ref_systems import ne_xe_crystal
 
@@ -323,3 +324,71 @@ def test_export_of_a_model_file_keeps_its_weights_and_refuses_what_it_cannot_reb
     assert main(["export", str(tmp_path / "lj.pt"), "-o", str(tmp_path / "y.pt")]) == 2
     assert "no 'architecture' in its metadata" in capsys.readouterr().err
     assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.pt").exists()
+
+
+# ---------------------------------------------------------------------------- the map of a learned model
+# The reference-action tests (test_map_physics.py) cannot see a learned model's gradient bugs: a wrong
+# dS/dq that leaves every value of S right (a detached unit vector, say) breaks these and nothing else.
+
+
+@pytest.mark.parametrize("angular", [False, True])
+def test_the_map_of_a_learned_model_is_symplectic_and_conserves_angular_momentum(tmp_path, angular):
+    """Symplectic for any S: |J^T Ω J - Ω| is central-difference noise (~1e-9 at h = 1e-4). A rotation-
+    invariant S conserves L = Σ q × p exactly: L' - L = -(qbar × dS/dqbar + pbar × dS/dpbar) = 0."""
+    from test_map_physics import jacobian_symplectic_defect, run, state_of
+    from ref_systems import ne_xe_cluster
+
+    module, meta = randomised(angular=angular)
+    path = tmp_path / "m.pt"
+    export_model(module, path, meta)
+    action_map = ActionMap(path, solver=SolverOptions(tol=1e-13, method="newton", maxiter=100))
+    atoms = ne_xe_cluster(a=3.3)
+    assert jacobian_symplectic_defect(action_map, atoms) < 1e-7
+    q0, p0 = state_of(atoms)
+    q, p = run(action_map, atoms, q0, p0, 20)
+    assert np.abs(p - p0).max() > 1e-3 * np.abs(p0).max()  # the model does act on the atoms
+    angular_momentum_0 = np.cross(q0, p0).sum(0)
+    assert np.abs(np.cross(q, p).sum(0) - angular_momentum_0).max() < 1e-10 * np.abs(angular_momentum_0).max()
+
+
+def test_a_learned_map_is_time_reversible_to_the_solver_tolerance(tmp_path, system):
+    """S is even in p: n steps, flip momenta, n steps, flip: back to the start within ~10 tol per step."""
+    from test_map_physics import run, state_of
+
+    module, meta = randomised(angular=True)
+    path = tmp_path / "m.pt"
+    export_model(module, path, meta)
+    tol = 1e-12
+    action_map = ActionMap(path, solver=SolverOptions(tol=tol, method="newton"))
+    q0, p0 = state_of(system)
+    q, p = run(action_map, system, q0, p0, 10)
+    q, p = run(action_map, system, q, -p, 10)
+    scale = system.get_masses()[:, None] / action_map.stride  # a momentum error as a displacement
+    assert np.abs(q - q0).max() < 10 * tol * 10 and np.abs((-p - p0) / scale).max() < 10 * tol * 10
+
+
+def test_the_guess_changes_the_path_of_the_solve_not_its_answer(tmp_path):
+    """A learned predictor far from the answer, free flight and the previous step all converge to one
+    trajectory (10 steps, to ~solver tolerance)."""
+    from test_map_physics import run, state_of
+
+    module, meta = randomised(angular=True)
+    path = tmp_path / "m.pt"
+    export_model(module, path, meta)
+    atoms = ne_xe_crystal(repeat=2, temperature_K=100, seed=1)
+    q0, p0 = state_of(atoms)
+    ends = {}
+    for guess in ("predictor", "free_flight", "previous"):
+        action_map = ActionMap(path, guess=guess, solver=SolverOptions(tol=1e-12, method="newton"))
+        if guess == "predictor":
+            types = action_map.types_of(atoms.numbers)
+            q1, _, _ = action_map.step(q0, p0, types, atoms.cell.array, atoms.pbc)
+            edges = action_map.neighbors
+            predicted = action_map.model.module.predict(torch.tensor(q0), torch.tensor(p0), types, edges.edge_index,
+                                                        edges.edge_shifts(torch.float64))[0].detach().numpy()
+            assert np.abs(predicted - (q1 - q0)).max() > 1e-3  # the guess is far from the answer
+            action_map = ActionMap(path, guess=guess, solver=SolverOptions(tol=1e-12, method="newton"))
+        ends[guess] = run(action_map, atoms, q0, p0, 10)
+    for guess in ("free_flight", "previous"):
+        assert np.abs(ends[guess][0] - ends["predictor"][0]).max() < 1e-10
+        assert np.abs(ends[guess][1] - ends["predictor"][1]).max() < 1e-10
