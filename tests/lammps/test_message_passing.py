@@ -63,3 +63,31 @@ dump_modify d sort id format float %.17g"""
         last = frames[steps]
         assert np.abs(unwrap(last) - q).max() < 1e-9, np_
         assert np.abs(AR * last[:, 4:7] / 1000.0 - p).max() < 1e-9, np_
+
+
+@pytest.mark.parametrize("solver", ["anderson", "newton"])
+def test_a_rank_that_owns_no_atoms_but_holds_ghosts_agrees_with_one_rank(run_lmp, solver):
+    """A slab in a long non-periodic box, split by 'processors 2 1 1' so that one rank owns no atom but
+    holds the slab's edge as ghosts: it calls forward_owned(n_owned=0) (and, with Newton, its Hessian-vector
+    products) and must contribute nothing but the ghosts' share of the communication."""
+    message_passing_model(run_lmp.dir / "mp.pt")
+    argon_data(run_lmp.dir / "ar.data", n=4, xbox=50.0, xshift=1.0)  # atoms in x < 23 Å; the ranks split at 25
+    steps = 10
+    ends = {}
+    for np_ in (1, 2):
+        post = f"""dump d all custom {steps} traj{np_}.dump id x y z vx vy vz
+dump_modify d sort id format float %.17g
+"""
+        script = lj_script("mp.pt", steps=steps, post=post, extra_fix=f"tol 1e-12 solver {solver}",
+                           pair=f"pair_style zero {CUTOFF}\npair_coeff * *", comm="comm_modify cutoff 16.0",
+                           procs="boundary f p p" + ("\nprocessors 2 1 1" if np_ == 2 else ""))
+        r = run_lmp(script, np=np_)
+        assert r.returncode == 0, r.output[-3000:]
+        if np_ == 2:
+            assert "Nlocal:            128 ave         256 max           0 min" in r.output, r.output[-3000:]
+            ghosts = next(l for l in r.output.splitlines() if l.startswith("Nghost:")).split()
+            assert float(ghosts[ghosts.index("min") - 1]) > 0  # the empty rank does hold ghosts
+        ends[np_] = read_dump(run_lmp.dir / f"traj{np_}.dump")
+    start, one, two = ends[1][0], ends[1][steps], ends[2][steps]
+    assert np.abs(one[:, 4:7] - start[:, 4:7]).max() > 1e-2  # the model acts on the velocities
+    assert np.abs(one[:, 1:7] - two[:, 1:7]).max() < 1e-9
