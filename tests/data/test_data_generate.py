@@ -319,6 +319,15 @@ def test_a_blown_up_run_says_so(tmp_path):
     assert len(load_dataset(tmp_path / "x.h5")) == 4
 
 
+def test_the_stored_codata_force_constant_is_the_one_lammps_integrates_with(lj_file):
+    """1 eV/Å on 1 u in Å/fs²: CODATA's value and LAMMPS's own (metal units) agree to ~1e-7."""
+    with h5py.File(lj_file) as f:
+        codata = f.attrs["codata_force_to_acceleration"]
+        lammps = f["condition_000"].attrs["lammps_force_to_acceleration"]
+    assert codata == pytest.approx(9.64853321e-3, rel=1e-8)
+    assert codata == pytest.approx(lammps, rel=1e-6)
+
+
 def test_a_finished_file_says_what_it_holds_also_without_a_progress_bar(tmp_path, lj_file):
     import shutil
     shutil.copy(lj_file, tmp_path / "lj.h5")

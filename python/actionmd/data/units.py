@@ -14,7 +14,7 @@ AVOGADRO = 6.02214076e23
 ATOMIC_MASS_KG = 1.66053906660e-27
 KCAL_MOL_IN_EV = 4184.0 / (AVOGADRO * ELEMENTARY_CHARGE_C)
 # Acceleration in Å/fs² produced by a force of 1 eV/Å on a mass of 1 u (CODATA).
-FORCE_TO_ACCELERATION = ELEMENTARY_CHARGE_C / ATOMIC_MASS_KG * 1e10 / 1e30
+FORCE_TO_ACCELERATION = ELEMENTARY_CHARGE_C / ATOMIC_MASS_KG * 1e10 * 1e-20  # eV/Å -> N, m/s² -> Å/fs²
 
 
 @dataclass(frozen=True)
