@@ -1,4 +1,5 @@
-"""The `actionmd` command line: one subcommand per job (info; more register themselves)."""
+"""actionmd: long-time-step molecular dynamics from a learned mechanical action. Subcommands: generate
+(reference data from LAMMPS), train, export, info, evaluate; `actionmd COMMAND --help` for each."""
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="print a model file's metadata",
                                description="Print a model file's metadata: species and masses (which the "
                                            "atoms must have), stride (the timestep), cutoff and "
-                                           "interaction range (LAMMPS's comm_modify cutoff), dtype, "
+                                           "interaction range (LAMMPS's comm_modify cutoff must be at "
+                                           "least this + the neighbor skin + one stride's motion), dtype, "
                                            "predictor, and how it was trained.")
     info.add_argument("model", help="path to an actionmd model file (.pt)")
     info.add_argument("--json", action="store_true", help="print the raw actionmd.json")

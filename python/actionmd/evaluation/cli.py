@@ -19,7 +19,8 @@ def register(subparsers):
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the report")
     p.add_argument("--labels", nargs="+", metavar="LABEL", help="one label per TRAJ (default: file names)")
     p.add_argument("--reference", metavar="TRAJ", help="reference run (velocity Verlet at the reference dt)")
-    p.add_argument("--reference-label", default="reference", metavar="LABEL")
+    p.add_argument("--reference-label", default="reference", metavar="LABEL",
+                   help="the reference run's name in tables and plots (default: reference)")
     p.add_argument("--system", metavar="NAME|YAML",
                    help="re-evaluate energies with this system's LAMMPS potential (built-in name or config YAML); "
                         "also supplies dump element types, units and masses")

@@ -66,10 +66,10 @@ def _export(args) -> int:
 
 def register(subparsers) -> None:
     train = subparsers.add_parser("train", help="train an action (and predictor) from reference data",
-                                  description="Train as CONFIG.yaml says (see actionmd.training.config); "
-                                              "resumes from the run's checkpoint. Multi-GPU: torchrun "
+                                  description="Train as CONFIG.yaml says (keys: docs/training.md); rerunning the "
+                                              "same command resumes from the run's checkpoint. Multi-GPU: torchrun "
                                               "--nproc_per_node=N -m actionmd.cli train CONFIG.yaml")
-    train.add_argument("config", help="training config (YAML)")
+    train.add_argument("config", metavar="CONFIG.yaml", help="training config (YAML)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(func=_train)
     export = subparsers.add_parser("export", help="export the best model of a training run, or re-export a model file",
@@ -77,6 +77,8 @@ def register(subparsers) -> None:
                                                "with this version's code (same weights and metadata, checked to "
                                                "compute the same action), e.g. to gain its faster LAMMPS path.")
     export.add_argument("run", help="the run directory (the config's 'output'), or a model file (.pt)")
-    export.add_argument("-o", "--output", required=True, help="model file to write (.pt)")
+    export.add_argument("-o", "--output", required=True,
+                        help="model file to write (.pt; its folder is made; an existing model file is replaced, "
+                             "even by itself, any other file never)")
     export.add_argument("--dtype", choices=["float32", "float64"], help="convert the weights (default: as trained)")
     export.set_defaults(func=_export)
