@@ -27,6 +27,7 @@ using actionmd::Timed;
 namespace {
 constexpr double MASS_RTOL = 1.0e-6;    // relative mass mismatch tolerated (as ActionMap)
 constexpr double DT_RTOL = 1.0e-9;      // relative timestep/stride mismatch tolerated
+constexpr double FLOAT32_TOL_FLOOR = 1.0e-6;    // float32 gradients are round-off below (as ActionMap)
 }    // namespace
 
 /* ---------------------------------------------------------------------- */
@@ -209,6 +210,11 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
   const auto &meta = model->metadata();
   stride = meta.stride;
   if (tol < 0.0) tol = meta.dtype == "float32" ? 1.0e-5 : 1.0e-8;
+  if (meta.dtype == "float32" && tol < FLOAT32_TOL_FLOOR && comm->me == 0)
+    error->warning(FLERR, "fix actionmd: tol {} A is below what the float32 model {} resolves reliably "
+                          "(~{} A; default 1e-5): its steps may fail to converge; use a float64 export "
+                          "(actionmd export MODEL -o NEW.pt --dtype float64) for tighter solves",
+                   tol, model_path, FLOAT32_TOL_FLOOR);
   if (mode == MODE_PREDICTOR && !meta.has_predictor)
     error->all(FLERR, "fix actionmd: mode predictor needs a model with a predictor, but {} has "
                       "none (has_predictor is false); use mode action",

@@ -551,6 +551,13 @@ def test_float32_model_runs_to_its_default_tolerance(run_lmp, model_dir):
     assert all(0 < row["f_int[2]"] <= 1e-5 for row in rows[1:]), rows
 
 
+def test_a_float32_tolerance_below_round_off_is_warned_of(run_lmp, model_dir):
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script(model_dir / "lj32.pt", steps=0, extra_fix="tol 1e-9"))
+    assert r.returncode == 0, r.output[-3000:]
+    assert "tol 1e-09 A is below what the float32 model" in r.output, r.output[-3000:]
+
+
 def test_nonconvergence_is_an_error_or_a_warning(run_lmp, model_dir):
     argon_data(run_lmp.dir / "ar.data")
     r = run_lmp(lj_script(model_dir / "lj.pt", steps=2, extra_fix="maxiter 1 tol 1e-30"))
