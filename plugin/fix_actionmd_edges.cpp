@@ -1,0 +1,122 @@
+/* actionmd LAMMPS plugin: the edge list fix actionmd hands the model (see fix_actionmd.h). */
+#include "fix_actionmd.h"
+
+#include "action_model.h"
+#include "timed.h"
+
+#include "atom.h"
+#include "domain.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+using namespace LAMMPS_NS;
+using actionmd::Timed;
+
+// Full edge list (both directions) of all pairs closer than cutoff + skin at qbar_ref, centred on
+// the atoms that can matter. Only local atoms' outputs are used, and an atom's output depends on edges
+// centred within interaction_range - cutoff of it (message passing aggregates at the centre), so on a
+// small subdomain most of the ghost shell needs no edges of its own: skipping them is exact.
+void FixActionMD::build_edges(int natoms)
+{
+  Timed timed(timers[T_EDGES]);
+  const double rc = model->metadata().cutoff + skin;
+  const double rc2 = rc * rc;
+  const double reach = model->metadata().interaction_range - model->metadata().cutoff + skin;
+  const int nlocal = atom->nlocal;
+  auto needed = [&](int i) {
+    if (i < nlocal || domain->triclinic) return true;
+    double d2 = 0.0;
+    for (int k = 0; k < 3; ++k) {
+      double x = qbar_ref[3 * i + k];
+      double d = std::max({domain->sublo[k] - x, x - domain->subhi[k], 0.0});
+      d2 += d * d;
+    }
+    return d2 <= reach * reach;
+  };
+  std::vector<int64_t> src, dst;
+  if (natoms > 1) {
+    double lo[3], hi[3];
+    for (int k = 0; k < 3; ++k) lo[k] = hi[k] = qbar_ref[k];
+    for (int i = 0; i < natoms; ++i)
+      for (int k = 0; k < 3; ++k) {
+        lo[k] = std::min(lo[k], qbar_ref[3 * i + k]);
+        hi[k] = std::max(hi[k], qbar_ref[3 * i + k]);
+      }
+    // bins no smaller than rc, and not (many) more bins than atoms
+    double binsize = rc;
+    long nb[3];
+    for (;;) {
+      long total = 1;
+      for (int k = 0; k < 3; ++k) {
+        nb[k] = std::max(1L, static_cast<long>((hi[k] - lo[k]) / binsize));
+        total *= nb[k];
+      }
+      if (total <= 8L * natoms + 27) break;
+      binsize *= 1.5;
+    }
+    auto bin_of = [&](int i, int k) {
+      long b = static_cast<long>((qbar_ref[3 * i + k] - lo[k]) / (hi[k] - lo[k] + 1e-300) * nb[k]);
+      return std::min(std::max(b, 0L), nb[k] - 1);
+    };
+    std::vector<int> head(nb[0] * nb[1] * nb[2], -1), next(natoms, -1);
+    std::vector<long> cell(natoms);
+    for (int i = 0; i < natoms; ++i) {
+      long c = (bin_of(i, 0) * nb[1] + bin_of(i, 1)) * nb[2] + bin_of(i, 2);
+      cell[i] = c;
+      next[i] = head[c];
+      head[c] = i;
+    }
+    for (int i = 0; i < natoms; ++i) {
+      if (!needed(i)) continue;
+      long b0 = bin_of(i, 0), b1 = bin_of(i, 1), b2 = bin_of(i, 2);
+      for (long x = std::max(0L, b0 - 1); x <= std::min(nb[0] - 1, b0 + 1); ++x)
+        for (long y = std::max(0L, b1 - 1); y <= std::min(nb[1] - 1, b1 + 1); ++y)
+          for (long z = std::max(0L, b2 - 1); z <= std::min(nb[2] - 1, b2 + 1); ++z)
+            for (int j = head[(x * nb[1] + y) * nb[2] + z]; j >= 0; j = next[j]) {
+              if (j == i) continue;
+              double d2 = 0.0;
+              for (int k = 0; k < 3; ++k) {
+                double d = qbar_ref[3 * j + k] - qbar_ref[3 * i + k];
+                d2 += d * d;
+              }
+              if (d2 < rc2) {
+                src.push_back(i);
+                dst.push_back(j);
+              }
+            }
+    }
+  }
+  edges.clear();
+  edges.insert(edges.end(), src.begin(), src.end());
+  edges.insert(edges.end(), dst.begin(), dst.end());
+  try {
+    model->set_graph(natoms, types_model, edges);
+  } catch (const std::exception &e) {
+    model_error(e, false);
+  }
+  last_rebuilds += 1.0;
+}
+
+// Rebuild the edge list when some midpoint moved more than skin/2 since the last build.
+void FixActionMD::ensure_edges(int natoms)
+{
+  const double lim2 = 0.25 * skin * skin;
+  bool rebuild = false;
+  {
+    Timed t(timers[T_EDGES]);
+    for (int i = 0; i < natoms && !rebuild; ++i) {
+      double d2 = 0.0;
+      for (int k = 0; k < 3; ++k) {
+        double d = q[3 * i + k] + 0.5 * dq[3 * i + k] - qbar_ref[3 * i + k];
+        d2 += d * d;
+      }
+      rebuild = d2 > lim2;
+    }
+  }
+  if (rebuild) {
+    for (int i = 0; i < 3 * natoms; ++i) qbar_ref[i] = q[i] + 0.5 * dq[i];
+    build_edges(natoms);
+  }
+}
