@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .allocator import keep_large_buffers, malloc_choice
+from .extrapolation import ClosestPairWatch, ExtrapolationWarning
 from .model_file import LoadedModel, load_model
 from .neighbors import VerletList
 from .solver import DEFAULT_TOL, SolverOptions, StepReport, solve
@@ -54,6 +55,7 @@ class ActionMap:
         self.mode, self.guess = mode, guess
         self.neighbors = VerletList(meta.cutoff, skin, self.device)
         self.type_masses = torch.tensor(meta.masses, dtype=torch.float64, device=self.device)
+        self.watch = ClosestPairWatch(meta.extra.get("training_range"))
         self.threads = torch.get_num_threads()
         self.nsteps = 0
         self.last_report = StepReport(0, 0.0, 0, True)
@@ -97,12 +99,23 @@ class ActionMap:
                       "integrator, to choose the count yourself.", RuntimeWarning, stacklevel=4)
         torch.set_num_threads(self.threads)
 
+    def _check_extrapolation(self, q: np.ndarray, types: torch.Tensor, cell: np.ndarray, pbc):
+        """Warn (once) when two atoms start a step closer than the model's training data ever held them."""
+        self.neighbors.update(q, cell, pbc)
+        numbers = np.asarray(self.model.metadata.species)[types.cpu().numpy()]
+        message = self.watch.check(np.asarray(q), numbers, self.neighbors.edge_index.cpu().numpy(),
+                                   self.neighbors.edge_shifts(torch.float64).cpu().numpy())
+        if message:
+            warnings.warn(f"step {self.nsteps}: {message}", ExtrapolationWarning, stacklevel=4)
+
     def step(self, q: np.ndarray, p: np.ndarray, types: torch.Tensor, cell: np.ndarray, pbc):
         """Advance (q, p) by one stride; return (q', p', StepReport)."""
         if torch.get_num_threads() == 1 < self.threads:
             self._restore_threads()
         _check_finite(q, "position", "Å")
         _check_finite(p, "momentum", "u·Å/fs")
+        if self.watch.closest and not self.watch.warned:
+            self._check_extrapolation(q, types, cell, pbc)
         if self.nsteps == 0 and self.device.type == "cpu":
             keep_large_buffers(len(q))  # 2-3x faster evaluations above a few thousand atoms (actionmd.allocator)
         q_t = torch.as_tensor(q, dtype=torch.float64, device=self.device)

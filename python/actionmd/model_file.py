@@ -110,12 +110,26 @@ def parse_metadata(data: dict, source: str = "metadata") -> Metadata:
                                  f" number, got {value!r}")
     if data["dtype"] not in DTYPES:
         raise ModelFileError(f"{source}: 'dtype' must be one of {sorted(DTYPES)}, got {data['dtype']!r}")
+    _check_training_range(data.get("training_range"), source)
     extra = {key: value for key, value in data.items() if key not in _REQUIRED}
     return Metadata(
         species=tuple(species), masses=tuple(float(m) for m in masses), stride=float(data["stride"]),
         cutoff=float(data["cutoff"]), interaction_range=float(data["interaction_range"]), dtype=data["dtype"],
         has_predictor=data["has_predictor"], time_reversible=data["time_reversible"], extra=extra,
     )
+
+
+def _check_training_range(value, source: str) -> None:
+    """Optional: {"closest_pair": {"Z1-Z2": distance in Å > 0, ...}} (actionmd.extrapolation)."""
+    if value is None:
+        return
+    closest = value.get("closest_pair", {}) if isinstance(value, dict) else None
+    good = isinstance(closest, dict) and all(
+        isinstance(k, str) and len(k.split("-")) == 2 and all(p.isdigit() for p in k.split("-"))
+        and _is_instance(v, (int, float)) and math.isfinite(v) and v > 0 for k, v in closest.items())
+    if not good:
+        raise ModelFileError(f"{source}: 'training_range' must be {{\"closest_pair\": {{\"Z1-Z2\": distance in Å > 0, "
+                             f"...}}}}, got {value!r}")
 
 
 def _check_method(module: torch.jit.ScriptModule, name: str, returns: str, source: str, owned: bool = False) -> None:

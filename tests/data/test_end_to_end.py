@@ -44,6 +44,10 @@ def test_generate_train_export_run(lj_file, tmp_path):
     assert np.isfinite(energy["drift_meV_per_atom_ps"]) and 0 < energy["max_deviation_meV_per_atom"] < 15
     meta = load_model(model_path, device="cpu").metadata
     assert meta.stride == 4.0 and meta.species == (10, 54) and meta.extra["training"]["best_epoch"] >= 1
+    # where the model may be trusted: the closest pair of each species pair in its data
+    from actionmd.extrapolation import closest_pairs
+    assert meta.extra["training_range"]["closest_pair"] == closest_pairs(load_dataset(lj_file).segments, meta.cutoff)
+    assert set(meta.extra["training_range"]["closest_pair"]) == {"10-10", "10-54", "54-54"}
     exported = tmp_path / "model64.pt"
     subprocess.run([sys.executable, "-m", "actionmd.cli", "export", str(tmp_path / "run"), "-o", str(exported),
                     "--dtype", "float64"], check=True, capture_output=True)
@@ -210,3 +214,20 @@ def test_an_interrupted_train_stops_with_one_line(lj_file, tmp_path, signum):
     how = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
     assert stderr.startswith(f"actionmd train: {how}; the checkpoint of the last finished epoch is kept in ")
     assert "rerun the same command to resume" in stderr
+
+
+def test_export_records_the_training_range_of_an_older_model_from_its_data(lj_file, tmp_path):
+    """A model exported before the exporter recorded where it may be trusted gains it from --data (here the
+    shipped LJ model and the tiny LJ data); data of other species is refused."""
+    from actionmd.extrapolation import closest_pairs
+    shipped = Path(__file__).parents[2] / "models"
+    assert "training_range" not in load_model(shipped / "lj-mixture" / "lj-mixture-20fs.pt", device="cpu").metadata.extra
+    ranged = tmp_path / "ranged.pt"
+    cli = [sys.executable, "-m", "actionmd.cli", "export"]
+    subprocess.run(cli + [str(shipped / "lj-mixture" / "lj-mixture-20fs.pt"), "-o", str(ranged), "--data",
+                          str(lj_file)], check=True, capture_output=True)
+    meta = load_model(ranged, device="cpu").metadata
+    assert meta.extra["training_range"]["closest_pair"] == closest_pairs(load_dataset(lj_file).segments, meta.cutoff)
+    r = subprocess.run(cli + [str(shipped / "cuni" / "cuni-20fs.pt"), "-o", str(tmp_path / "x.pt"), "--data",
+                              str(lj_file)], capture_output=True, text=True)
+    assert r.returncode == 2 and "--data holds species [10, 54], the model [28, 29]" in r.stderr, r.stderr

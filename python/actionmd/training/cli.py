@@ -58,9 +58,9 @@ def _export(args) -> int:
     from .config import export_from_file, export_from_run
     source = Path(args.run)
     if source.is_file():
-        export_from_file(source, args.output, dtype=args.dtype)
+        export_from_file(source, args.output, dtype=args.dtype, data=args.data)
     else:
-        export_from_run(source, args.output, dtype=args.dtype)
+        export_from_run(source, args.output, dtype=args.dtype, data=args.data)
     return 0
 
 
@@ -81,4 +81,7 @@ def register(subparsers) -> None:
                         help="model file to write (.pt; its folder is made; an existing model file is replaced, "
                              "even by itself, any other file never)")
     export.add_argument("--dtype", choices=["float32", "float64"], help="convert the weights (default: as trained)")
+    export.add_argument("--data", nargs="+", metavar="H5",
+                        help="the model's training data: record the closest pair of each species pair in it, so "
+                             "that the engines warn when a run goes closer (training records it itself)")
     export.set_defaults(func=_export)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import yaml
 
+from ..extrapolation import training_range
 from ..model_file import DTYPES, export_model
 from ..models import build_learned_model, scales_from_frames
 from ..neighbors import VerletList
@@ -182,6 +183,7 @@ def _train(config: dict, path, options: "TrainingOptions") -> Path | None:
     if start:
         _check_start(start[1], metadata, config["start_from"])
         _load_matching(module, start[0], config["start_from"], require_action=options.freeze_action)
+    metadata["training_range"] = training_range(dataset.segments, metadata["cutoff"])
     metadata["training"] = {"config": str(path), "data": config["data"], "description": config.get("description"),
                             **({"start_from": config["start_from"]} if start else {})}
     trainer = Trainer(module, metadata, training, validation, config["output"], options,
@@ -255,7 +257,8 @@ def _load_matching(module: torch.nn.Module, weights: dict, source: str, require_
     module.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in fitting.items()}})
 
 
-def export_from_run(run_directory: str | Path, output: str | Path, dtype: str | None = None) -> Path:
+def export_from_run(run_directory: str | Path, output: str | Path, dtype: str | None = None,
+                    data: list[str] | None = None) -> Path:
     """Rebuild the model of a training run from its checkpoint and export its best weights."""
     run_directory = Path(run_directory)
     checkpoint = run_directory / "checkpoint.pt"
@@ -267,13 +270,15 @@ def export_from_run(run_directory: str | Path, output: str | Path, dtype: str | 
     if history.get("best_epoch"):  # as `actionmd train` records them in its own model.pt
         metadata["training"] = {**metadata.get("training", {}), "epochs": history["epoch"],
                                 "best_epoch": history["best_epoch"], "best_validation": history["best_validation"]}
+    _record_training_range(metadata, data)
     module = _rebuild(metadata)
     best = run_directory / "best_weights.pt"
     module.load_state_dict(torch.load(best, map_location="cpu") if best.exists() else state["model"])
     return _export_as(module, metadata, output, dtype)
 
 
-def export_from_file(model_file: str | Path, output: str | Path, dtype: str | None = None) -> Path:
+def export_from_file(model_file: str | Path, output: str | Path, dtype: str | None = None,
+                     data: list[str] | None = None) -> Path:
     """Re-export a learned model file with this version's code (same weights and metadata), e.g. to gain
     the forward_owned() that saves a LAMMPS fix most of its ghost atoms' work; checked to compute the same
     action and prediction as the original before anything is written."""
@@ -290,7 +295,22 @@ def export_from_file(model_file: str | Path, output: str | Path, dtype: str | No
         raise TrainConfigError(f"{model_file}: its weights do not fit this version's {metadata['architecture']} "
                                f"({str(err).splitlines()[0]}); re-export it with the code that built it") from None
     _check_same_model(original.module, module, metadata, str(model_file))
+    _record_training_range(metadata, data)
     return _export_as(module, metadata, output, dtype)
+
+
+def _record_training_range(metadata: dict, data: list[str] | None) -> None:
+    """With ``data`` (the model's training files): record where it may be trusted (actionmd.extrapolation),
+    e.g. for a model exported before the exporter did so."""
+    if not data:
+        return
+    from ..data import load_dataset
+    dataset = load_dataset(data)
+    found = sorted({int(z) for s in dataset.segments for z in s.atomic_numbers})
+    if found != sorted(metadata["species"]):
+        raise TrainConfigError(f"--data holds species {found}, the model {sorted(metadata['species'])}: give the "
+                               "files the model was trained on")
+    metadata["training_range"] = training_range(dataset.segments, metadata["cutoff"])
 
 
 def _rebuild(metadata: dict) -> torch.nn.Module:

@@ -361,9 +361,11 @@ def _save_atomically(state, path: Path) -> None:
 
 def model_differences(old: dict, new: dict) -> list[str]:
     """What differs between two models' metadata, ignoring the 'training' record (how the config and data
-    paths were typed, the description): those do not change the model a checkpoint can resume."""
+    paths were typed, the description) and the data's 'training_range' (a run started before it was
+    recorded): those do not change the model a checkpoint can resume."""
     differences = [f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
-                   for key in sorted((set(old) | set(new)) - {"training", "architecture"}) if old.get(key) != new.get(key)]
+                   for key in sorted((set(old) | set(new)) - {"training", "training_range", "architecture"})
+                   if old.get(key) != new.get(key)]
     a, b = old.get("architecture") or {}, new.get("architecture") or {}
     return differences + [f"architecture.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
                           if a.get(k) != b.get(k)]
