@@ -666,6 +666,7 @@ void FixActionMD::initial_integrate(int)
     for (int i = 0; i < 3 * natoms; ++i) qbar_ref[i] = q[i] + 0.5 * dq[i];
     build_edges(natoms);
   }
+  if (!extrapolation_warned) watch_closest_pairs(nlocal);
 
   if (mode == MODE_ACTION) {
     solve(nlocal, natoms);

@@ -88,6 +88,7 @@ class FixActionMD : public Fix {
                                                 // Newton fallbacks in this run
   bigint run_steps;              // steps taken in this run
   bigint run_first_step;         // update->firststep of the run the statistics belong to
+  bool extrapolation_warned = false;    // the closest-pair warning is given once
 
   void half_kick();    // v += dt/2 * f/m: forces in f from other fixes (Strang splitting)
 
@@ -96,6 +97,7 @@ class FixActionMD : public Fix {
   void check_ghost_cutoff(double extra, const char *when);
   void check_step(int natoms);
   void spread_over_gpus(int node_rank);
+  void watch_closest_pairs(int nlocal);
   void start_run_statistics();
   void grow(int natoms);
   void build_edges(int natoms);

@@ -5,7 +5,12 @@
 #include "timed.h"
 
 #include "atom.h"
+#include "comm.h"
 #include "domain.h"
+#include "error.h"
+#include "update.h"
+
+#include "elements.h"
 
 #include <algorithm>
 #include <cmath>
@@ -13,6 +18,10 @@
 
 using namespace LAMMPS_NS;
 using actionmd::Timed;
+
+namespace {
+constexpr double EXTRAPOLATION_MARGIN = 0.95;    // as actionmd.extrapolation.MARGIN
+}    // namespace
 
 // Full edge list (both directions) of all pairs closer than cutoff + skin at qbar_ref, centred on
 // the atoms that can matter. Only local atoms' outputs are used, and an atom's output depends on edges
@@ -119,4 +128,53 @@ void FixActionMD::ensure_edges(int natoms)
     for (int i = 0; i < 3 * natoms; ++i) qbar_ref[i] = q[i] + 0.5 * dq[i];
     build_edges(natoms);
   }
+}
+
+// Where the model extrapolates (python/actionmd/extrapolation.py): once per step until it happens, the
+// closest owned pair relative to the closest pair of its species in the training data; below
+// EXTRAPOLATION_MARGIN, rank 0 warns once, naming the atoms. Collective: called by every rank.
+void FixActionMD::watch_closest_pairs(int nlocal)
+{
+  const auto &closest = model->metadata().closest_pair;
+  struct {
+    double ratio;
+    int rank;
+  } mine{HUGE_VAL, comm->me}, worst;
+  double found[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0};    // distance, limit, tag i, tag j, Z i, Z j
+  const size_t nedges = edges.size() / 2;
+  for (size_t e = 0; e < nedges; ++e) {
+    const int i = static_cast<int>(edges[e]), j = static_cast<int>(edges[nedges + e]);
+    if (i >= nlocal) continue;
+    const double limit = closest[types_model[i]][types_model[j]];
+    if (limit <= 0.0) continue;
+    double d2 = 0.0;
+    for (int k = 0; k < 3; ++k) {
+      const double d = qbar_ref[3 * j + k] - qbar_ref[3 * i + k];
+      d2 += d * d;
+    }
+    const double ratio = std::sqrt(d2) / limit;
+    if (ratio < mine.ratio) {
+      mine.ratio = ratio;
+      const auto &species = model->metadata().species;
+      found[0] = std::sqrt(d2);
+      found[1] = limit;
+      found[2] = atom->tag_enable ? atom->tag[i] : i;
+      found[3] = atom->tag_enable ? atom->tag[j] : j;
+      found[4] = species[types_model[i]];
+      found[5] = species[types_model[j]];
+    }
+  }
+  MPI_Allreduce(&mine, &worst, 1, MPI_DOUBLE_INT, MPI_MINLOC, world);
+  if (!(worst.ratio < EXTRAPOLATION_MARGIN)) return;
+  extrapolation_warned = true;
+  MPI_Bcast(found, 6, MPI_DOUBLE, worst.rank, world);
+  if (comm->me == 0)
+    error->warning(FLERR,
+                   "fix actionmd: step {}: atoms {} and {} are {:.3f} A apart, closer than any {}-{} pair in "
+                   "the model's training data ({:.3f} A): the dynamics there is the network's extrapolation, "
+                   "not physics (this warning is given once). Check the structure, or train with data that "
+                   "covers such configurations",
+                   update->ntimestep, static_cast<bigint>(found[2]), static_cast<bigint>(found[3]), found[0],
+                   actionmd::element_symbol(static_cast<int>(std::min(found[4], found[5]))),
+                   actionmd::element_symbol(static_cast<int>(std::max(found[4], found[5]))), found[1]);
 }

@@ -3,6 +3,7 @@
 
 #include "json.h"    // LAMMPS ships nlohmann::json as LAMMPS_NS::json (namespace nlohmann_lmp)
 
+#include <algorithm>
 #include <cmath>
 
 namespace actionmd {
@@ -45,6 +46,36 @@ bool boolean(const json &j, const char *key, const std::string &origin)
     fail(origin, std::string("actionmd.json key '") + key + "' must be true or false, got " +
                      v.dump());
   return v.get<bool>();
+}
+
+// Optional training_range {"closest_pair": {"Z1-Z2": distance}}, by model type ids (docs/model-format.md).
+void parse_training_range(const json &j, ModelMetadata &m, const std::string &origin)
+{
+  const size_t n = m.species.size();
+  m.closest_pair.assign(n, std::vector<double>(n, 0.0));
+  auto range = j.find("training_range");
+  if (range == j.end()) return;
+  const std::string form = "actionmd.json key 'training_range' must be {\"closest_pair\": {\"Z1-Z2\": "
+                           "distance in Angstrom > 0, ...}}, got ";
+  if (!range->is_object()) fail(origin, form + range->dump());
+  auto closest = range->find("closest_pair");
+  if (closest == range->end()) return;
+  if (!closest->is_object()) fail(origin, form + range->dump());
+  for (auto it = closest->begin(); it != closest->end(); ++it) {
+    const std::string &key = it.key();
+    const auto dash = key.find('-');
+    const bool digits = dash != std::string::npos && dash > 0 && dash + 1 < key.size() &&
+        key.find_first_not_of("0123456789-") == std::string::npos && key.find('-', dash + 1) == std::string::npos;
+    if (!digits || !it->is_number() || it->is_boolean() || !(it->get<double>() > 0.0) ||
+        !std::isfinite(it->get<double>()))
+      fail(origin, form + range->dump());
+    const int z1 = std::stoi(key.substr(0, dash)), z2 = std::stoi(key.substr(dash + 1));
+    const auto a = std::find(m.species.begin(), m.species.end(), z1);
+    const auto b = std::find(m.species.begin(), m.species.end(), z2);
+    if (a == m.species.end() || b == m.species.end()) continue;    // a species the model lacks
+    m.closest_pair[a - m.species.begin()][b - m.species.begin()] = it->get<double>();
+    m.closest_pair[b - m.species.begin()][a - m.species.begin()] = it->get<double>();
+  }
 }
 
 }    // namespace
@@ -119,6 +150,7 @@ ModelMetadata parse_metadata(const std::string &text, const std::string &origin)
   if (d != j.end() && d->is_string()) m.description = d->get<std::string>();
   auto a = j.find("architecture");
   m.learned = a != j.end() && a->is_object() && a->value("name", "") == "actionmd.models.ActionNet";
+  parse_training_range(j, m, origin);
   return m;
 }
 

@@ -341,6 +341,22 @@ run 2
     assert "cannot hold atoms in place" in r.output
 
 
+@pytest.mark.parametrize("np_", [1, 2])
+def test_a_pair_closer_than_the_training_data_is_warned_of_once(run_lmp, np_):
+    """fcc argon's nearest neighbours are 3.72 Å apart: no warning for a training range of 3.5 Å (3.72 >
+    0.95 x 3.5), one warning, on rank 0 whichever rank owns the pair, for 4.0 Å (3.72 < 0.95 x 4.0)."""
+    argon_data(run_lmp.dir / "ar.data")
+    for closest, warned in ((3.5, False), (4.0, True)):
+        models.lj_argon(run_lmp.dir / "ranged.pt", training_range={"closest_pair": {"18-18": closest}})
+        r = run_lmp(lj_script("ranged.pt", steps=3), np=np_)
+        assert r.returncode == 0, r.output[-3000:]
+        assert r.output.count("closer than any Ar-Ar pair in the model's training data (4.000 A)") == warned, \
+            r.output[-3000:]
+    models.lj_argon(run_lmp.dir / "bad.pt", training_range={"closest_pair": {"Ar-Ar": 3.5}})
+    r = run_lmp(lj_script("bad.pt", steps=1))
+    assert r.returncode != 0 and "key 'training_range' must be" in r.output, r.output[-3000:]
+
+
 def test_two_thermostats_are_warned_of(run_lmp, model_dir):
     argon_data(run_lmp.dir / "ar.data")
     r = run_lmp(lj_script(model_dir / "lj.pt", steps=1, extra_fix="langevin 100 100 0.1 5",
