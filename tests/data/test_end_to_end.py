@@ -217,17 +217,20 @@ def test_an_interrupted_train_stops_with_one_line(lj_file, tmp_path, signum):
 
 
 def test_export_records_the_training_range_of_an_older_model_from_its_data(lj_file, tmp_path):
-    """A model exported before the exporter recorded where it may be trusted gains it from --data (here the
-    shipped LJ model and the tiny LJ data); data of other species is refused."""
+    """A model exported before the exporter recorded where it may be trusted gains it from --data; data of
+    other species is refused."""
     from actionmd.extrapolation import closest_pairs
-    shipped = Path(__file__).parents[2] / "models"
-    assert "training_range" not in load_model(shipped / "lj-mixture" / "lj-mixture-20fs.pt", device="cpu").metadata.extra
-    ranged = tmp_path / "ranged.pt"
+    from actionmd.model_file import export_model
+    from actionmd.models import build_learned_model
+    for name, species in (("older.pt", ["Ne", "Xe"]), ("cu.pt", ["Cu"])):
+        module, meta = build_learned_model(species, stride=4.0, cutoff=5.0, features=8, layers=1, predictor=False)
+        export_model(module, tmp_path / name, meta)
+    assert "training_range" not in load_model(tmp_path / "older.pt", device="cpu").metadata.extra
     cli = [sys.executable, "-m", "actionmd.cli", "export"]
-    subprocess.run(cli + [str(shipped / "lj-mixture" / "lj-mixture-20fs.pt"), "-o", str(ranged), "--data",
-                          str(lj_file)], check=True, capture_output=True)
-    meta = load_model(ranged, device="cpu").metadata
+    subprocess.run(cli + [str(tmp_path / "older.pt"), "-o", str(tmp_path / "ranged.pt"), "--data", str(lj_file)],
+                   check=True, capture_output=True)
+    meta = load_model(tmp_path / "ranged.pt", device="cpu").metadata
     assert meta.extra["training_range"]["closest_pair"] == closest_pairs(load_dataset(lj_file).segments, meta.cutoff)
-    r = subprocess.run(cli + [str(shipped / "cuni" / "cuni-20fs.pt"), "-o", str(tmp_path / "x.pt"), "--data",
-                              str(lj_file)], capture_output=True, text=True)
-    assert r.returncode == 2 and "--data holds species [10, 54], the model [28, 29]" in r.stderr, r.stderr
+    r = subprocess.run(cli + [str(tmp_path / "cu.pt"), "-o", str(tmp_path / "x.pt"), "--data", str(lj_file)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "--data holds species [10, 54], the model [29]" in r.stderr, r.stderr
