@@ -102,10 +102,11 @@ def test_lj_units_and_cell(lj_file):
     assert set(seg.atomic_numbers) == {10, 54}
     assert np.allclose(seg.cell, np.diag([12.0, 12.0, 12.0]))
     assert seg.masses.max() / seg.masses.min() > 5
-    # Equipartition at generation: kinetic temperature near the target (32 atoms, noisy).
+    # The kinetic temperature of every NVE segment near its target (32 atoms: measured 1.09-1.18 of it), so
+    # that a units slip in the velocities (a factor 2 in T, or 1/2) cannot pass
     kb = 8.617333262e-5
-    t = 2 * seg.kinetic_energy().mean() / ((3 * seg.n_atoms - 3) * kb)
-    assert 0.3 * seg.temperature_K < t < 2.0 * seg.temperature_K
+    ratios = [2 * s.kinetic_energy().mean() / ((3 * s.n_atoms - 3) * kb) / s.temperature_K for s in ds.segments]
+    assert all(0.75 < r < 1.4 for r in ratios), ratios
 
 
 def _file_contents(path):
