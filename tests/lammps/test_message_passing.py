@@ -91,3 +91,27 @@ dump_modify d sort id format float %.17g
     start, one, two = ends[1][0], ends[1][steps], ends[2][steps]
     assert np.abs(one[:, 4:7] - start[:, 4:7]).max() > 1e-2  # the model acts on the velocities
     assert np.abs(one[:, 1:7] - two[:, 1:7]).max() < 1e-9
+
+
+def test_a_restart_written_on_2_ranks_continues_on_1_as_if_the_run_had_not_stopped(run_lmp):
+    """write_restart after 5 strides on 2 ranks, read_restart on 1 rank and 5 more: the learned map ends where
+    10 uninterrupted strides on 1 rank do, to the solver tolerance (the fix keeps no state; the continued
+    run starts its solves afresh)."""
+    message_passing_model(run_lmp.dir / "mp.pt")
+    argon_data(run_lmp.dir / "ar.data", n=4)
+    dump = """dump d all custom 5 {name}.dump id x y z vx vy vz
+dump_modify d sort id format float %.17g"""
+    common = dict(extra_fix="tol 1e-12", pair=f"pair_style zero {CUTOFF}\npair_coeff * *",
+                  comm="comm_modify cutoff 16.0")
+    r = run_lmp(lj_script("mp.pt", steps=10, post=dump.format(name="straight"), **common))
+    assert r.returncode == 0, r.output[-3000:]
+    r = run_lmp(lj_script("mp.pt", steps=5, procs="processors 2 1 1", **common) + "write_restart half.restart\n",
+                np=2)
+    assert r.returncode == 0, r.output[-3000:]
+    script = lj_script("mp.pt", steps=5, post=dump.format(name="continued"), **common)
+    r = run_lmp(script.replace("read_data ar.data", "read_restart half.restart"))
+    assert r.returncode == 0, r.output[-3000:]
+    straight, continued = read_dump(run_lmp.dir / "straight.dump"), read_dump(run_lmp.dir / "continued.dump")
+    assert sorted(continued) == [5, 10]
+    assert np.abs(continued[10][:, 1:7] - straight[10][:, 1:7]).max() < 1e-9
+    assert np.abs(straight[10][:, 4:7] - straight[0][:, 4:7]).max() > 1e-2  # the model acts on the velocities
