@@ -658,28 +658,35 @@ def test_langevin_zero_yes_gives_each_species_its_share_of_the_internal_temperat
     h, natoms, temperature = 10.0, 32, 300.0
     masses = [AR, 131.293]
     models.harmonic(run_lmp.dir / "free.pt", h, masses, [0.0, 0.0], species=(18, 54))
-    rng = np.random.default_rng(8)
-    types = [1 + (i % 2) for i in range(natoms)]
-    script = oscillator_box(types, rng.uniform(-15, 15, (natoms, 3)), masses, h) + f"""
-group light type 1
-group heavy type 2
-compute ke all ke/atom
-compute ke_light light reduce sum c_ke
-compute ke_heavy heavy reduce sum c_ke
-fix int all actionmd free.pt types Ar Xe langevin {temperature} {temperature} {h / 1000} 4242 zero yes
-thermo_style custom step c_ke_light c_ke_heavy
+    positions = np.random.default_rng(8).uniform(-15, 15, (natoms, 3))
+    rows = _species_temperatures(run_lmp, "free.pt Ar Xe", masses, positions, h,
+                                 f"langevin {temperature} {temperature} {h / 1000} 4242 zero yes", every=1)
+    total_mass = natoms // 2 * sum(masses)
+    for column, mass in (("c_T1", masses[0]), ("c_T2", masses[1])):
+        ratio = np.mean([row[column] for row in rows if row["Step"] >= 100]) / (temperature * (1 - mass / total_mass))
+        assert abs(ratio - 1) < 0.025, (column, ratio)
+
+
+def _species_temperatures(run_lmp, model_and_types, masses, positions, stride_fs, fix_keywords, every, steps=4000):
+    """Thermo rows of c_T1, c_T2: the kinetic temperature (3 N_s degrees of freedom) of the atoms of LAMMPS
+    types 1 and 2, which alternate over ``positions``, under fix actionmd with ``fix_keywords``."""
+    model, *types = model_and_types.split()
+    script = oscillator_box([1 + k % 2 for k in range(len(positions))], positions, masses, stride_fs) + f"""
+group one type 1
+group two type 2
+compute T1 one temp
+compute T2 two temp
+compute_modify T1 extra/dof 0
+compute_modify T2 extra/dof 0
+fix int all actionmd {model} types {' '.join(types)} {fix_keywords}
+thermo_style custom step c_T1 c_T2
 thermo_modify format float %.17g
-thermo 1
-run 4000
+thermo {every}
+run {steps}
 """
     r = run_lmp(script)
     assert r.returncode == 0, r.output[-3000:]
-    rows = [row for row in r.thermo() if row["Step"] >= 100]
-    total_mass = natoms // 2 * sum(masses)
-    for column, mass in (("c_ke_light", masses[0]), ("c_ke_heavy", masses[1])):
-        expected = natoms // 2 * 1.5 * KB_EV * temperature * (1 - mass / total_mass)
-        ratio = np.mean([row[column] for row in rows]) / expected
-        assert abs(ratio - 1) < 0.025, (column, ratio)
+    return r.thermo()
 
 
 def test_langevin_gives_each_species_the_target_temperature(run_lmp):
@@ -692,27 +699,13 @@ def test_langevin_gives_each_species_the_target_temperature(run_lmp):
     h, natoms, temperature = 10.0, 60, 300.0
     masses, ks = [20.1797, 131.293], [20.1797 * 0.01, 131.293 * 0.0025]  # w = 0.1 and 0.05 rad/fs
     models.harmonic(run_lmp.dir / "harm2.pt", h, masses, ks, species=(10, 54))
-    rng = np.random.default_rng(6)
-    script = oscillator_box([1 + k % 2 for k in range(natoms)], rng.uniform(-0.05, 0.05, (natoms, 3)), masses,
-                            h) + f"""
-group ne type 1
-group xe type 2
-compute Tne ne temp
-compute Txe xe temp
-compute_modify Tne extra/dof 0
-compute_modify Txe extra/dof 0
-fix int all actionmd harm2.pt types Ne Xe langevin {temperature} {temperature} 0.05 917 zero no
-thermo_style custom step c_Tne c_Txe
-thermo_modify format float %.17g
-thermo 5
-run 4000
-"""
-    r = run_lmp(script)
-    assert r.returncode == 0, r.output[-3000:]
-    rows = [row for row in r.thermo() if row["Step"] >= 500]
+    positions = np.random.default_rng(6).uniform(-0.05, 0.05, (natoms, 3))
+    rows = _species_temperatures(run_lmp, "harm2.pt Ne Xe", masses, positions, h,
+                                 f"langevin {temperature} {temperature} 0.05 917 zero no", every=5)
+    rows = [row for row in rows if row["Step"] >= 500]
     rho = np.exp(-1.0)
     sigma = np.sqrt(2 / (3 * (natoms // 2) * len(rows)) * (1 + rho) / (1 - rho))
-    for column in ("c_Tne", "c_Txe"):
+    for column in ("c_T1", "c_T2"):
         mean = np.mean([row[column] for row in rows])
         assert abs(mean / temperature - 1) < 5 * sigma, (column, mean, 5 * sigma)
 
