@@ -101,10 +101,8 @@ class ActionMap:
 
     def _check_extrapolation(self, q: np.ndarray, types: torch.Tensor, cell: np.ndarray, pbc):
         """Warn (once) when two atoms start a step closer than the model's training data ever held them."""
-        self.neighbors.update(q, cell, pbc)
         numbers = np.asarray(self.model.metadata.species)[types.cpu().numpy()]
-        message = self.watch.check(np.asarray(q), numbers, self.neighbors.edge_index.cpu().numpy(),
-                                   self.neighbors.edge_shifts(torch.float64).cpu().numpy())
+        message = self.watch.check(np.asarray(q, dtype=np.float64), numbers, np.asarray(cell, dtype=np.float64), pbc)
         if message:
             warnings.warn(f"step {self.nsteps}: {message}", ExtrapolationWarning, stacklevel=4)
 
