@@ -42,13 +42,13 @@ def measure(n_cells, features, layers, dtype, device, repeats=10):
 
     for _ in range(6):  # TorchScript's profiling executor specialises over the first calls
         once()
-    if device == "cuda":
-        torch.cuda.synchronize()
+    if device.startswith("cuda"):  # cuda:N too
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     for _ in range(repeats):
         once()
-    if device == "cuda":
-        torch.cuda.synchronize()
+    if device.startswith("cuda"):  # cuda:N too
+        torch.cuda.synchronize(device)
     elapsed = (time.perf_counter() - start) / repeats
     return {"atoms": len(atoms), "edges": int(neighbors.edge_index.shape[1]), "features": features, "layers": layers,
             "dtype": dtype, "device": device, "ms_per_evaluation": 1e3 * elapsed, "atoms_per_s": len(atoms) / elapsed}
@@ -67,7 +67,7 @@ def main():
             print(json.dumps(row))
             results.append(row)
     machine = {"cpu": platform.machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-               "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}
+               "gpu": torch.cuda.get_device_name(args.device) if args.device.startswith("cuda") else None}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"machine": machine, "results": results}, indent=1))
 

@@ -36,19 +36,19 @@ MODEL = ROOT / "models" / "lj-mixture" / "lj-mixture-20fs.pt"
 
 def synchronize(device: str) -> None:
     if device.startswith("cuda"):
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)  # the GPU asked for, not the current one
 
 
 def peak_memory_gb(device: str) -> float:
     if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 1e9
+        return torch.cuda.max_memory_allocated(device) / 1e9
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6  # kB on Linux
 
 
 def measure(cells: int, strides: int, device: str, model: Path) -> dict:
     atoms = ne_xe_crystal(repeat=cells, temperature_K=100.0, seed=cells)
     if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
+        torch.cuda.reset_peak_memory_stats(device)
     dynamics = ActionVerlet(atoms, str(model), device=device)
     dynamics.run(2)  # warm-up
     warm = dynamics.solver_summary()

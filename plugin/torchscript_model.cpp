@@ -201,6 +201,12 @@ std::unique_ptr<ActionModel> load_torchscript_model(const std::string &path,
   if (device.is_cuda() && !torch::cuda::is_available())
     throw ModelError("device " + device_name +
                      " requested but this libtorch has no usable CUDA device; use device cpu");
+  if (device.is_cuda() && device.has_index() &&
+      device.index() >= static_cast<int>(torch::cuda::device_count()))
+    throw ModelError("device " + device_name + " requested but this node has " +
+                     std::to_string(torch::cuda::device_count()) + " GPU(s) (cuda:0 .. cuda:" +
+                     std::to_string(torch::cuda::device_count() - 1) + "); use device cuda to spread the "
+                     "ranks over them");
 
   torch::jit::ExtraFilesMap extra{{"actionmd.json", ""}};
   torch::jit::Module module;

@@ -224,6 +224,19 @@ def _gmres(apply, rhs: torch.Tensor, atol: float, rtol: float, max_dim: int) -> 
 
 # --- Anderson mixing -----------------------------------------------------------------------------------
 
+def _mixing_coefficients(d_f: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """argmin_g |f - d_f g| (d_f: 6N x m, m <= memory). On a GPU d_f is reduced by QR where it lives and
+    only the m x m factor crosses to the host, not 6N x m numbers every iteration."""
+    if d_f.is_cuda:
+        return _by_qr(d_f, f)
+    return torch.linalg.lstsq(d_f, f).solution
+
+
+def _by_qr(d_f: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    q, r = torch.linalg.qr(d_f)
+    return torch.linalg.lstsq(r.cpu(), (q.T @ f).cpu()).solution.to(f)
+
+
 def _anderson_update(point: _Point, evaluate: _Evaluator, p_scale, history: list, memory: int) -> _Point:
     """Type-II Anderson mixing on x <- G~(x) in scaled variables (GMRES-like on linear problems)."""
     x = torch.stack([point.dq.reshape(-1), (point.dp * p_scale).reshape(-1)])
@@ -235,7 +248,7 @@ def _anderson_update(point: _Point, evaluate: _Evaluator, p_scale, history: list
     if len(history) > 1:
         d_x = torch.stack([(history[i + 1][0] - history[i][0]).reshape(-1) for i in range(len(history) - 1)], 1)
         d_f = torch.stack([(history[i + 1][1] - history[i][1]).reshape(-1) for i in range(len(history) - 1)], 1)
-        gamma = torch.linalg.lstsq(d_f.cpu(), f.reshape(-1, 1).cpu()).solution.to(f)
+        gamma = _mixing_coefficients(d_f, f.reshape(-1, 1))
         update = update - ((d_x + d_f) @ gamma).reshape(update.shape)
     shape = point.dq.shape
     return evaluate(update[0].reshape(shape), update[1].reshape(shape) / p_scale, keep_graph=False)

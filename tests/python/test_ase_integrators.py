@@ -416,14 +416,14 @@ from actionmd.ase import ActionVerlet
 from actionmd.examples import ne_xe_crystal
 limit = {limit!r}
 if limit == "small then large":
-    ActionVerlet(ne_xe_crystal(repeat=2, temperature_K=60), {str(lj_mixture_model)!r}).run(1)
+    ActionVerlet(ne_xe_crystal(repeat=2, temperature_K=60), {str(lj_mixture_model)!r}, device='cpu').run(1)
     assert mapped_while_held() < 64 * 2**20
     limit = 10
 if limit == "more than the memory":
     actionmd.allocator.KEPT_BYTES_PER_ATOM = 1e12
 elif limit is not None:
     actionmd.allocator.AUTO_MAX_ATOMS = limit
-ActionVerlet(ne_xe_crystal(repeat=2, temperature_K=60), {str(lj_mixture_model)!r}).run(1)
+ActionVerlet(ne_xe_crystal(repeat=2, temperature_K=60), {str(lj_mixture_model)!r}, device='cpu').run(1)
 print("MAPPED", before, mapped_while_held())
 """
     env = {k: v for k, v in os.environ.items() if k != "ACTIONMD_MALLOC"}

@@ -379,7 +379,7 @@ def test_the_guess_changes_the_path_of_the_solve_not_its_answer(tmp_path):
     q0, p0 = state_of(atoms)
     ends = {}
     for guess in ("predictor", "free_flight", "previous"):
-        action_map = ActionMap(path, guess=guess, solver=SolverOptions(tol=1e-12, method="newton"))
+        action_map = ActionMap(path, guess=guess, device="cpu", solver=SolverOptions(tol=1e-12, method="newton"))
         if guess == "predictor":
             types = action_map.types_of(atoms.numbers)
             q1, _, _ = action_map.step(q0, p0, types, atoms.cell.array, atoms.pbc)
@@ -387,7 +387,7 @@ def test_the_guess_changes_the_path_of_the_solve_not_its_answer(tmp_path):
             predicted = action_map.model.module.predict(torch.tensor(q0), torch.tensor(p0), types, edges.edge_index,
                                                         edges.edge_shifts(torch.float64))[0].detach().numpy()
             assert np.abs(predicted - (q1 - q0)).max() > 1e-3  # the guess is far from the answer
-            action_map = ActionMap(path, guess=guess, solver=SolverOptions(tol=1e-12, method="newton"))
+            action_map = ActionMap(path, guess=guess, device="cpu", solver=SolverOptions(tol=1e-12, method="newton"))
         ends[guess] = run(action_map, atoms, q0, p0, 10)
     for guess in ("free_flight", "previous"):
         assert np.abs(ends[guess][0] - ends["predictor"][0]).max() < 1e-10

@@ -144,3 +144,15 @@ def test_anderson_takes_the_kinetic_coupling_in_gauss_seidel_order(w_dt):
     assert report.residual == pytest.approx((w_dt / 2) ** 2 * first, rel=1e-10)
     report = solve(action, q, p, masses, h, guess, SolverOptions(tol=1e-12, newton_fallback=False))[2]
     assert report.converged and report.iterations == 2, report
+
+
+def test_the_gpu_path_of_anderson_mixing_solves_the_same_least_squares():
+    """On a GPU the mixing coefficients come from a QR factorisation made there (only the m x m factor
+    goes to the host); on any device it must give lstsq's answer."""
+    import torch
+    from actionmd.solver import _by_qr
+    generator = torch.Generator().manual_seed(0)
+    d_f = torch.randn(600, 8, generator=generator, dtype=torch.float64)
+    f = torch.randn(600, 1, generator=generator, dtype=torch.float64)
+    expected = torch.linalg.lstsq(d_f, f).solution
+    assert torch.allclose(_by_qr(d_f, f), expected, rtol=1e-10, atol=1e-12)

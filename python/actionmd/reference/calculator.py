@@ -8,6 +8,8 @@ what a user would otherwise run with velocity Verlet at the reference dt (the sp
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from ase.calculators.calculator import Calculator, all_changes
 
@@ -27,8 +29,8 @@ class PotentialCalculator(Calculator):
         super().__init__(**kwargs)
         self.model = model if isinstance(model, LoadedModel) else load_model(model, device="cpu")
         module = self.model.module
-        if hasattr(module, "potential_energy"):
-            self.module, self.dtype = module.to(torch.float64), torch.float64
+        if hasattr(module, "potential_energy"):  # a float64 copy: the caller's module stays as it is
+            self.module, self.dtype = copy.deepcopy(module).to(torch.float64), torch.float64
             self.energy = self.module.potential_energy
         elif hasattr(module, "action") and hasattr(module.action, "potential_energy_per_atom"):
             self.module, self.dtype = module, self.model.metadata.torch_dtype
@@ -37,7 +39,8 @@ class PotentialCalculator(Calculator):
             raise ValueError(f"{self.model.path}: this model has no potential (neither potential_energy() nor "
                              "action.potential_energy_per_atom())")
         self.species = {z: t for t, z in enumerate(self.model.metadata.species)}
-        self.neighbors = VerletList(self.model.metadata.cutoff, skin=0.5)
+        self.device = self.model.device  # a LoadedModel may live on a GPU (load_model's default there)
+        self.neighbors = VerletList(self.model.metadata.cutoff, skin=0.5, device=self.device)
         self._malloc_set = False
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
@@ -45,13 +48,14 @@ class PotentialCalculator(Calculator):
         if not self._malloc_set:  # as the integrators do: the same-backbone baseline runs alike
             self._malloc_set = keep_large_buffers(len(self.atoms)) or True
         try:
-            types = torch.tensor([self.species[z] for z in self.atoms.numbers], dtype=torch.int64)
+            types = torch.tensor([self.species[z] for z in self.atoms.numbers], dtype=torch.int64,
+                                 device=self.device)
         except KeyError as err:
             raise ValueError(f"element Z={err.args[0]} is not among the model's species "
                              f"{self.model.metadata.species}") from None
         self.neighbors.update(self.atoms.positions, self.atoms.cell.array, self.atoms.pbc)
-        positions = torch.tensor(self.atoms.positions, dtype=self.dtype, requires_grad=True)
+        positions = torch.tensor(self.atoms.positions, dtype=self.dtype, device=self.device, requires_grad=True)
         energy = self.energy(positions, types, self.neighbors.edge_index, self.neighbors.edge_shifts(self.dtype))
         (grad,) = torch.autograd.grad(energy, positions)
         energy = float(energy.detach())
-        self.results = {"energy": energy, "free_energy": energy, "forces": -grad.double().numpy()}
+        self.results = {"energy": energy, "free_energy": energy, "forces": -grad.double().cpu().numpy()}

@@ -19,6 +19,7 @@
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from dataclasses import fields
@@ -153,7 +154,11 @@ def train_from_config(path: str | Path, progress: bool = True) -> Path | None:
     options = TrainingOptions(**{**(config.get("training") or {}), "progress": progress})
     owns_group = distributed and not torch.distributed.is_initialized()
     if owns_group:
-        torch.distributed.init_process_group("nccl" if options.device == "cuda" else "gloo")
+        if options.device == "cuda":  # bind this rank to its GPU before NCCL starts (else all use GPU 0)
+            torch.cuda.set_device(_local_gpu())
+        # the other ranks wait while rank 0 runs the closing rollout and exports: longer than NCCL's 10 min
+        torch.distributed.init_process_group("nccl" if options.device == "cuda" else "gloo",
+                                             timeout=datetime.timedelta(hours=6))
     try:
         exported = _train(config, path, options)
         if owns_group:
@@ -164,6 +169,15 @@ def train_from_config(path: str | Path, progress: bool = True) -> Path | None:
             # a rank that exits with gloo's threads alive can abort ("terminate called without an active
             # exception", seen in CI): tear the group down first
             torch.distributed.destroy_process_group()
+
+
+def _local_gpu() -> int:
+    """The GPU of this torchrun rank (LOCAL_RANK), refused by name when the node has fewer GPUs."""
+    local, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    if local >= gpus:
+        raise TrainConfigError(f"torchrun started local rank {local}, but this node has {gpus} GPU(s): use "
+                               f"--nproc_per_node={gpus} or fewer with device: cuda")
+    return local
 
 
 def _train(config: dict, path, options: "TrainingOptions") -> Path | None:
