@@ -479,9 +479,10 @@ void FixActionMD::setup(int)
 // here: a script may change the timestep in order to continue with another integrator after 'unfix'.
 void FixActionMD::reset_dt() {}
 
-// Per-step checks of what may change inside a run without init() (run ... pre no, fix dt/reset,
-// fix deposit, a fix that sets a force to inf): the timestep, unmapped types, non-finite states.
-void FixActionMD::check_step(int natoms)
+// Per-step checks of what may change inside a run without init() (run ... pre no, fix dt/reset, a fix
+// that sets a force to inf): the timestep and non-finite states. (Unmapped types that fix deposit may
+// add are caught where initial_integrate maps the types.)
+void FixActionMD::check_step()
 {
   const double dt_fs = update->dt * fs_per_time;
   if (std::fabs(dt_fs - stride) > DT_RTOL * stride)
@@ -489,11 +490,6 @@ void FixActionMD::check_step(int natoms)
                "fix actionmd: the timestep changed to {} ({} fs) during the run, but the model's "
                "stride is {} fs; use 'timestep {}' (fix dt/reset cannot be used with fix actionmd)",
                update->dt, dt_fs, stride, stride / fs_per_time);
-  for (int i = 0; i < natoms; ++i)
-    if (type_map[atom->type[i]] < 0)
-      error->one(FLERR, "fix actionmd: an atom of type {} (ID {}) appeared during the run, but the type "
-                        "is NULL (unmapped) in 'types'; give its element",
-                 atom->type[i], atom->tag_enable ? atom->tag[i] : 0);
   double **x = atom->x, **v = atom->v;
   for (int i = 0; i < atom->nlocal; ++i)
     if (!std::isfinite(x[i][0] + x[i][1] + x[i][2] + v[i][0] + v[i][1] + v[i][2]))
@@ -627,13 +623,17 @@ void FixActionMD::initial_integrate(int)
   double **v = atom->v;
   const int nlocal = atom->nlocal;
   const int natoms = nlocal + atom->nghost;
-  check_step(natoms);
+  check_step();
   grow(natoms);
   last_evals = last_rebuilds = 0.0;
 
   for (int i = 0; i < natoms; ++i) {
     int t = atom->type[i];
     types_model[i] = type_map[t];
+    if (types_model[i] < 0)
+      error->one(FLERR, "fix actionmd: an atom of type {} (ID {}) appeared during the run, but the type "
+                        "is NULL (unmapped) in 'types'; give its element",
+                 t, atom->tag_enable ? atom->tag[i] : 0);
     for (int k = 0; k < 3; ++k) q[3 * i + k] = x[i][k];
   }
   for (int i = 0; i < nlocal; ++i) {
