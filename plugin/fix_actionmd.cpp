@@ -354,39 +354,7 @@ void FixActionMD::init()
                  "'pair_forces yes' to fix {} if they describe something the model does not",
                  id, id);
   }
-  // fix actionmd is the time integrator of all atoms: a second one would move them twice
-  // (LAMMPS itself only warns).
-  for (int i = 0; i < modify->nfix; ++i) {
-    Fix *other = modify->fix[i];
-    if (other != this && other->time_integrate)
-      error->all(FLERR,
-                 "fix {} (actionmd) is the time integrator of all atoms, but fix {} (style {}) "
-                 "integrates atoms too, so they would be moved twice per step; remove fix {} "
-                 "(use the 'langevin' keyword of fix actionmd or fix langevin for a thermostat)",
-                 id, other->id, other->style, other->id);
-  }
-
-  for (int i = 0; i < modify->nfix; ++i) {
-    Fix *other = modify->fix[i];
-    // no virial: LAMMPS's pressure is kinetic only, and a barostat reading it inflates the box
-    if (utils::strmatch(other->style, "^press/") || utils::strmatch(other->style, "^box/relax"))
-      error->all(FLERR,
-                 "fix {} (actionmd) contributes no virial, so the pressure LAMMPS computes is the kinetic "
-                 "part only, and fix {} (style {}) would drive the box with it; constant-pressure runs "
-                 "are not supported: remove fix {}",
-                 id, other->id, other->style, other->id);
-    if (comm->me == 0 && langevin && utils::strmatch(other->style, "^langevin"))
-      error->warning(FLERR, "fix {} (actionmd) has the langevin keyword and fix {} is a {} thermostat "
-                            "too: the atoms are thermostatted twice (friction and noise add up)",
-                     id, other->id, other->style);
-    if (comm->me == 0 && (utils::strmatch(other->style, "^setforce") ||
-                          utils::strmatch(other->style, "^aveforce")))
-      error->warning(FLERR,
-                     "fix {} (style {}) acts only on the forces in f, which fix {} (actionmd) applies as "
-                     "half kicks around the learned map; the learned interactions still move the atoms, "
-                     "so it cannot hold atoms in place",
-                     other->id, other->style, id);
-  }
+  check_other_fixes();
 
   if (neighbor->every != 1 || neighbor->delay != 0)
     error->all(FLERR, "fix actionmd needs 'neigh_modify every 1 delay 0' (with 'check yes', the "
@@ -406,6 +374,40 @@ void FixActionMD::init()
                    t, actionmd::element_symbol(meta.species[type_map[t]]),
                    atom->mass_setflag[t] ? atom->mass[t] : 0.0, model_path, mmodel, t, mmodel);
     }
+  }
+}
+
+// What other fixes may not, or should not, do beside fix actionmd.
+void FixActionMD::check_other_fixes()
+{
+  for (int i = 0; i < modify->nfix; ++i) {
+    Fix *other = modify->fix[i];
+    // fix actionmd is the time integrator of all atoms: a second one would move them twice
+    // (LAMMPS itself only warns)
+    if (other != this && other->time_integrate)
+      error->all(FLERR,
+                 "fix {} (actionmd) is the time integrator of all atoms, but fix {} (style {}) "
+                 "integrates atoms too, so they would be moved twice per step; remove fix {} "
+                 "(use the 'langevin' keyword of fix actionmd or fix langevin for a thermostat)",
+                 id, other->id, other->style, other->id);
+    // no virial: LAMMPS's pressure is kinetic only, and a barostat reading it inflates the box
+    if (utils::strmatch(other->style, "^press/") || utils::strmatch(other->style, "^box/relax"))
+      error->all(FLERR,
+                 "fix {} (actionmd) contributes no virial, so the pressure LAMMPS computes is the kinetic "
+                 "part only, and fix {} (style {}) would drive the box with it; constant-pressure runs "
+                 "are not supported: remove fix {}",
+                 id, other->id, other->style, other->id);
+    if (comm->me != 0) continue;
+    if (langevin && utils::strmatch(other->style, "^langevin"))
+      error->warning(FLERR, "fix {} (actionmd) has the langevin keyword and fix {} is a {} thermostat "
+                            "too: the atoms are thermostatted twice (friction and noise add up)",
+                     id, other->id, other->style);
+    if (utils::strmatch(other->style, "^setforce") || utils::strmatch(other->style, "^aveforce"))
+      error->warning(FLERR,
+                     "fix {} (style {}) acts only on the forces in f, which fix {} (actionmd) applies as "
+                     "half kicks around the learned map; the learned interactions still move the atoms, "
+                     "so it cannot hold atoms in place",
+                     other->id, other->style, id);
   }
 }
 
