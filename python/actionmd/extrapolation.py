@@ -60,6 +60,7 @@ class ClosestPairWatch:
     def __init__(self, training_range: dict | None):
         closest = (training_range or {}).get("closest_pair") or {}
         self.closest = {key: float(value) for key, value in closest.items()}
+        self._pairs = [(*(int(z) for z in key.split("-")), value) for key, value in self.closest.items()]
         self.reach = MARGIN * max(self.closest.values(), default=0.0)
         self.finder = vesin.NeighborList(cutoff=self.reach, full_list=False) if self.reach > 0 else None
         self.warned = False
@@ -88,7 +89,6 @@ class ClosestPairWatch:
         """The training minimum of each pair's species pair (inf where the data held no such pair)."""
         low, high = np.minimum(zi, zj), np.maximum(zi, zj)
         limit = np.full(len(zi), np.inf)
-        for key, value in self.closest.items():
-            a, b = (int(x) for x in key.split("-"))
+        for a, b, value in self._pairs:
             limit[(low == a) & (high == b)] = value
         return limit

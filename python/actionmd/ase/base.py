@@ -5,7 +5,6 @@ No calculator is needed to integrate; where the atoms have one, it is called onl
 """
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
@@ -13,7 +12,6 @@ import numpy as np
 from ase.md.md import MolecularDynamics
 
 from ..action_map import ActionMap
-from ..model_file import LoadedModel
 from ..solver import SolverOptions
 from ..units import FS, momenta_ase_to_model, momenta_model_to_ase
 from .logger import ActionLogger
@@ -25,14 +23,14 @@ class ActionDynamics(MolecularDynamics):
     def __init__(self, atoms, model, timestep=None, *, mode="action", guess=None, tol=None, maxiter=50,
                  method="anderson", anderson_memory=8, newton_fallback=True, onfail="error", skin=1.0,
                  device=None, trajectory=None, logfile=None, loginterval=1, **kwargs):
-        if not isinstance(model, (str, os.PathLike, LoadedModel)):
-            raise TypeError(f"model must be the path of an actionmd model file, got {type(model).__name__} "
-                            f"{model!r}; the call is {type(self).__name__}(atoms, model, ...): the timestep comes "
-                            "after the model, or not at all (it defaults to the model's stride)")
-        self.map = ActionMap(model, mode=mode, guess=guess, skin=skin, device=device,
-                             solver=SolverOptions(tol=tol, maxiter=maxiter, method=method,
-                                                  anderson_memory=anderson_memory, onfail=onfail,
-                                                  newton_fallback=newton_fallback))
+        try:
+            self.map = ActionMap(model, mode=mode, guess=guess, skin=skin, device=device,
+                                 solver=SolverOptions(tol=tol, maxiter=maxiter, method=method,
+                                                      anderson_memory=anderson_memory, onfail=onfail,
+                                                      newton_fallback=newton_fallback))
+        except TypeError as err:  # ActionMap's check of the model argument, with ASE's calling convention
+            raise TypeError(f"{err}; the call is {type(self).__name__}(atoms, model, ...): the timestep comes "
+                            "after the model, or not at all (it defaults to the model's stride)") from None
         if timestep is None:
             timestep = self.map.stride * FS
         if mode == "predictor":
@@ -95,9 +93,8 @@ class ActionDynamics(MolecularDynamics):
         """ASE computes forces after every step here; an action integrator needs none."""
 
     def map_step(self):
-        """Advance positions and momenta by the map (no thermostat)."""
+        """Advance positions and momenta by the map (no thermostat); step() has checked the atoms."""
         atoms = self.atoms
-        self._check_atoms(atoms)
         q, p, report = self.map.step(atoms.get_positions(), momenta_ase_to_model(atoms.get_momenta()),
                                      self.types, atoms.cell.array, atoms.pbc)
         atoms.set_positions(q)

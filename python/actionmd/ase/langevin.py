@@ -77,7 +77,7 @@ class ActionLangevin(ActionDynamics):
         atoms.set_momenta(c * atoms.get_momenta() + kick)
 
     def step(self, forces=None):
-        self._check_atoms(self.atoms)  # the O step needs the current masses too
+        self._check_atoms(self.atoms)  # before the O step, which needs the current masses
         self.ornstein_uhlenbeck(0.5 * self.dt)
         self.map_step()
         self.ornstein_uhlenbeck(0.5 * self.dt)

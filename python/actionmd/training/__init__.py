@@ -1,5 +1,5 @@
 """Training the action and the predictor from reference (q, p) -> (q', p') pairs."""
-import importlib
+from ..lazy import lazy_attributes
 
 # Loaded on first use (PEP 562): registering the train command must not import torch.
 _WHERE = {"Batch": "batch", "Frame": "batch", "make_batch": "batch", "action_loss": "loss", "force_loss": "loss",
@@ -7,8 +7,4 @@ _WHERE = {"Batch": "batch", "Frame": "batch", "make_batch": "batch", "action_los
           "split_by_trajectory": "trainer"}
 __all__ = sorted(_WHERE)
 
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+__getattr__ = lazy_attributes(__name__, _WHERE)
