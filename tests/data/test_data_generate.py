@@ -363,6 +363,10 @@ def test_other_bad_configs(tmp_path):
         load_config("cuni", ["structure={data_file: x.data, lattice: fcc}"])
     with pytest.raises(ConfigError, match="expected KEY=VALUE"):
         load_config("cuni", ["protocol.dt"])
+    repeated = tmp_path / "repeated.yaml"
+    repeated.write_text("system: cuni\nprotocol:\n  dt: 1.0\n  segments: 2\n  dt: 2.0\n")
+    with pytest.raises(ConfigError, match=r"key 'dt' is given twice \(first on line 3\)"):
+        load_config(repeated)
 
 
 # ---------------------------------------------------------------------------- units and inputs

@@ -173,6 +173,10 @@ def test_bad_training_configs(lj_file, tmp_path):
     if not __import__("torch").cuda.is_available():
         with pytest.raises(TrainConfigError, match="training.device is 'cuda', but torch finds no CUDA device"):
             read_config(write_config(tmp_path, lj_file, training={"device": "cuda"}))
+    twice = write_config(tmp_path, lj_file, stride=4.0)
+    twice.write_text(twice.read_text() + "stride: 8.0\n")  # an edited config that still holds the old key
+    with pytest.raises(TrainConfigError, match=r"key 'stride' is given twice \(first on line \d+\)"):
+        read_config(twice)
     numbers = write_config(tmp_path, lj_file, training={"learning_rate": 0.125, "rollout_solver": {"tol": 0.5}})
     numbers.write_text(numbers.read_text().replace("0.125", "1e-3").replace("0.5", "1e-6"))
     options = TrainingOptions(**read_config(numbers)["training"])

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from .. import strict_yaml
 from .units import UNITS
 
 SYSTEMS_DIR = Path(__file__).resolve().parent.parent / "systems"
@@ -61,7 +62,7 @@ def builtin_systems() -> dict[str, Path]:
 
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = strict_yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -85,7 +86,7 @@ def parse_override(text: str) -> dict:
         raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. --set structure.repeat=[2,2,2]")
     key, value = text.split("=", 1)
     try:
-        parsed = yaml.safe_load(value)
+        parsed = strict_yaml.safe_load(value)
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {text!r}: value is not valid YAML: {exc}") from None
     out: dict = {}

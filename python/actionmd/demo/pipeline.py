@@ -5,6 +5,7 @@ from pathlib import Path
 
 import yaml
 
+from .. import strict_yaml
 from ..model_file import read_metadata
 from .runs import RunResult, fix_actionmd_interactions, lammps_input, run_ase_action, run_lammps
 
@@ -20,7 +21,7 @@ def train_model(system: str, workdir: Path) -> Path:
     if not config.exists():
         raise SystemExit(f"no training config {config}: --train needs a shipped system with models/<system>/train.yaml")
     workdir.mkdir(parents=True, exist_ok=True)
-    settings = yaml.safe_load(config.read_text())
+    settings = strict_yaml.safe_load(config.read_text())
     data = workdir / f"{system}.h5"
     generate(load_config(system), data)
     settings.update(data=[data.name], output="run")

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import yaml
 
+from .. import strict_yaml
 from ..extrapolation import training_range
 from ..model_file import DTYPES, export_model
 from ..models import build_learned_model, scales_from_frames
@@ -51,7 +52,7 @@ class TrainConfigError(ValueError):
 
 def read_config(path: str | Path) -> dict:
     try:
-        config = yaml.safe_load(Path(path).read_text())
+        config = strict_yaml.safe_load(Path(path).read_text())
     except FileNotFoundError:
         raise TrainConfigError(f"{path}: no such config file") from None
     except yaml.YAMLError as err:
