@@ -32,14 +32,14 @@ def predictor_loss(model, batch: Batch, stride: float) -> torch.Tensor:
     return mass_scaled_mse(batch.dq - delta_q, batch.dp - delta_p, batch.masses, stride)
 
 
-def force_loss(potential_per_atom, batch: Batch, stride: float) -> torch.Tensor:
+def force_loss(potential_per_atom, batch: Batch, stride: float, create_graph: bool = True) -> torch.Tensor:
     """Pretraining of the potential-like term on reference forces, in the same mass-scaled units
     (a force error counts as the displacement it causes in one stride, stride^2 F / m)."""
     if batch.forces is None:
         raise ValueError("force pretraining needs reference forces in the dataset")
     q = batch.q.detach().requires_grad_(True)
     energy = potential_per_atom(q, batch.types, batch.start_edge_index, batch.start_edge_shifts).sum()
-    (gradient,) = torch.autograd.grad(energy, q, create_graph=True)
+    (gradient,) = torch.autograd.grad(energy, q, create_graph=create_graph)
     residual = (batch.forces * EV + gradient) * (stride**2 / batch.masses).unsqueeze(1)
     return (residual**2).mean()
 

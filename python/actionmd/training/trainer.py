@@ -99,15 +99,19 @@ class Objective(nn.Module):
         self.freeze_action = False
 
     def forward(self, batch) -> torch.Tensor:
+        # Only training differentiates the losses by the weights: validation (model.eval()) needs the
+        # action's and the potential's gradients by positions and momenta, not their double-backward graph.
+        training = self.model.training
         if self.phase == "pretrain":
-            force = force_loss(self.model.action.potential_energy_per_atom, batch, self.stride)
+            force = force_loss(self.model.action.potential_energy_per_atom, batch, self.stride, create_graph=training)
             return (force / self.baseline[2]).reshape(1)
-        if self.freeze_action and self.model.training:  # the frozen action's loss is constant: skip its cost
+        if self.freeze_action and training:  # the frozen action's loss is constant: skip its cost
             predictor = predictor_loss(self.model, batch, self.stride) / self.baseline[1]
             return torch.stack([torch.zeros_like(predictor), predictor])
-        losses = [action_loss(self.model, batch, self.stride) / self.baseline[0]]
+        losses = [action_loss(self.model, batch, self.stride, create_graph=training) / self.baseline[0]]
         if hasattr(self.model, "predict"):
-            losses.append(predictor_loss(self.model, batch, self.stride) / self.baseline[1])
+            with torch.set_grad_enabled(training):
+                losses.append(predictor_loss(self.model, batch, self.stride) / self.baseline[1])
         return torch.stack(losses)
 
 
