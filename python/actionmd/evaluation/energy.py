@@ -210,9 +210,11 @@ def _data_file(traj, cfg, types, charges, molecules, prism, triclinic: bool) -> 
         integers.append(mol)
     integers.append(types)
     floats = [charges[types - 1][:, None]] if style in CHARGED_STYLES else []
-    body = np.column_stack([*integers, *floats, x])
+    images = [] if molecules is None else [_whole_molecule_images(x, prism, molecules)]
+    body = np.column_stack([*integers, *floats, x, *images])
     table = io.StringIO()
-    np.savetxt(table, body, fmt=["%d"] * len(integers) + ["%.10g"] * len(floats) + ["%.17g"] * 3)
+    np.savetxt(table, body, fmt=["%d"] * len(integers) + ["%.10g"] * len(floats) + ["%.17g"] * 3
+               + ["%d"] * 3 * len(images))
     lines.append(table.getvalue())
     if molecules is not None:
         m = len(molecules)
@@ -225,6 +227,18 @@ def _data_file(traj, cfg, types, charges, molecules, prism, triclinic: bool) -> 
             np.savetxt(table, rows, fmt="%d")
             lines += [title, "", table.getvalue()]
     return "\n".join(lines) + "\n"
+
+
+def _whole_molecule_images(x: np.ndarray, prism, molecules: np.ndarray) -> np.ndarray:
+    """Image flags (N, 3) that keep each molecule whole: every H at the periodic image nearest its O.
+    Without them LAMMPS warns of inconsistent image flags, and unwrapped dumps split molecules."""
+    xhi, yhi, zhi, xy, xz, yz = map(float, prism.get_lammps_prism())
+    box = np.array([[xhi, xy, xz], [0.0, yhi, yz], [0.0, 0.0, zhi]])  # columns: the LAMMPS cell vectors
+    fractional = np.linalg.solve(box, x.T).T
+    images = np.zeros(x.shape, dtype=np.int64)
+    oxygen = molecules[:, :1]
+    images[molecules[:, 1:]] = np.rint(fractional[oxygen] - fractional[molecules[:, 1:]]).astype(np.int64)
+    return images
 
 
 def _evaluate_frames(lmp, traj: Trajectory, prisms, triclinic: bool, units, progress: bool) -> np.ndarray:
