@@ -341,8 +341,9 @@ void FixActionMD::init()
                  "interactions, so they would be counted twice; use 'pair_style zero RC' (RC = a "
                  "cutoff for the neighbour list) together with 'comm_modify cutoff', or add "
                  "'pair_forces yes' to fix {} if the pair style describes something the model "
-                 "does not",
-                 id, force->pair_style, id);
+                 "does not (to re-evaluate a dump under the reference potential with rerun, "
+                 "'unfix {}' first)",
+                 id, force->pair_style, id, id);
     auto real = [](const char *style) { return style && strcmp(style, "zero") != 0; };
     if ((force->bond && real(force->bond_style)) || (force->angle && real(force->angle_style)) ||
         (force->dihedral && real(force->dihedral_style)) ||
@@ -350,9 +351,10 @@ void FixActionMD::init()
       error->all(FLERR,
                  "fix {} (actionmd): bonded or kspace styles are defined, but fix actionmd applies "
                  "all forces in f as half kicks around the learned action, which already describes "
-                 "the interactions, so they would be counted twice; remove them, or add "
-                 "'pair_forces yes' to fix {} if they describe something the model does not",
-                 id, id);
+                 "the interactions, so they would be counted twice; remove them (bonded 'zero' "
+                 "styles keep a topology without forces), or add 'pair_forces yes' to fix {} if they "
+                 "describe something the model does not (before a rerun, 'unfix {}')",
+                 id, id, id);
   }
   check_other_fixes();
 
@@ -397,6 +399,14 @@ void FixActionMD::check_other_fixes()
                  "part only, and fix {} (style {}) would drive the box with it; constant-pressure runs "
                  "are not supported: remove fix {}",
                  id, other->id, other->style, other->id);
+    // constraint forces are solved for velocity Verlet's drift, which the learned map replaces
+    if (utils::strmatch(other->style, "^shake") || utils::strmatch(other->style, "^rattle"))
+      error->all(FLERR,
+                 "fix {} (style {}) solves its constraint forces for the drift of velocity Verlet, but "
+                 "fix {} (actionmd) moves the atoms by the learned map, so the constraints would not hold "
+                 "(bond lengths drift off their targets); constraints are not supported: remove fix {} "
+                 "(the action describes the flexible molecules of its training data)",
+                 other->id, other->style, id, other->id);
     if (comm->me != 0) continue;
     if (langevin && utils::strmatch(other->style, "^langevin"))
       error->warning(FLERR, "fix {} (actionmd) has the langevin keyword and fix {} is a {} thermostat "
