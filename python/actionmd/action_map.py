@@ -16,6 +16,7 @@ import torch
 from .allocator import keep_large_buffers, malloc_choice
 from .extrapolation import ClosestPairWatch, ExtrapolationWarning
 from .model_file import LoadedModel, load_model
+from .local_frame import LocalFrame
 from .neighbors import VerletList
 from .solver import DEFAULT_TOL, SolverOptions, StepReport, solve
 
@@ -60,6 +61,7 @@ class ActionMap:
         self.nsteps = 0
         self.last_report = StepReport(0, 0.0, 0, True)
         self._previous: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.local_frame = LocalFrame()
 
     @property
     def stride(self) -> float:
@@ -118,6 +120,7 @@ class ActionMap:
             keep_large_buffers(len(q))  # 2-3x faster evaluations above a few thousand atoms (actionmd.allocator)
         q_t = torch.as_tensor(q, dtype=torch.float64, device=self.device)
         p_t = torch.as_tensor(p, dtype=torch.float64, device=self.device)
+        q_local = self.local_frame(q_t, cell, pbc)
         masses = self.type_masses[types]
         module, dtype = self.model.module, self.dtype
 
@@ -127,7 +130,7 @@ class ActionMap:
 
         if self.mode == "predictor" or self.guess == "predictor":
             with torch.enable_grad():  # a predictor may differentiate internally (forces)
-                delta_q, delta_p = module.predict(q_t.to(dtype), p_t.to(dtype), *model_inputs(q_t))
+                delta_q, delta_p = module.predict(q_local.to(dtype), p_t.to(dtype), *model_inputs(q_local))
             guess = (delta_q.detach().to(torch.float64), delta_p.detach().to(torch.float64))
         elif self.guess == "previous" and self._previous is not None and self._previous[0].shape == q_t.shape:
             guess = self._previous
@@ -139,7 +142,7 @@ class ActionMap:
         else:
             def action(qbar, pbar):
                 return module(qbar.to(dtype), pbar.to(dtype), *model_inputs(qbar)).sum()
-            dq, dp, report = solve(action, q_t, p_t, masses, self.stride, guess, self.solver, step=self.nsteps)
+            dq, dp, report = solve(action, q_local, p_t, masses, self.stride, guess, self.solver, step=self.nsteps)
         self._previous = (dq, dp)
         self.nsteps += 1
         self.last_report = report

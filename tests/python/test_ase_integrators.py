@@ -103,6 +103,19 @@ def test_float32_model_tracks_float64(lj_mixture_model, lj_mixture_model_f32):
     assert dyn.solver_summary()["max_residual"] <= 1e-5
 
 
+def test_the_step_does_not_depend_on_where_the_system_sits(lj_mixture_model_f32):
+    """A periodic state moved by whole cell vectors (~2000 Å) is the same state: a float32
+    model must not see its coordinates' round-off (~|q| 6e-8 Å), which grows with the distance from the
+    origin; the map solves in a local frame and adds the displacements back in float64."""
+    here, far = ne_xe_crystal(), ne_xe_crystal()
+    shift = 120 * far.cell[0] + 37 * far.cell[1] - 80 * far.cell[2]
+    far.positions += shift
+    for atoms in (here, far):
+        ActionVerlet(atoms, lj_mixture_model_f32).run(10)
+    assert np.abs(far.positions - shift - here.positions).max() < 2e-6
+    assert np.abs(far.get_velocities() - here.get_velocities()).max() < 2e-6 / (8 * units.fs)
+
+
 class CountingCalculator(Calculator):
     implemented_properties = ["energy", "forces", "free_energy"]
 
