@@ -625,6 +625,19 @@ void FixActionMD::unpack_reverse_comm(int n, int *list, double *buf)
 //   initial_integrate: half kick with f(q) [forces of the previous step, or of setup()],
 //                      [Langevin O half step], action map, [Langevin O half step]
 //   final_integrate:   half kick with f(q') (computed by LAMMPS after initial_integrate)
+// The model is translation invariant, so its step is the same about any origin; about the owned
+// atoms' centre its float32 coordinates stay within the rank's region (subdomain and ghost shell)
+// instead of reaching the box size.
+void FixActionMD::set_origin(int nlocal, int natoms)
+{
+  const int n = nlocal > 0 ? nlocal : natoms;
+  for (int k = 0; k < 3; ++k) {
+    double sum = 0.0;
+    for (int i = 0; i < n; ++i) sum += q[3 * i + k];
+    origin[k] = n > 0 ? sum / n : 0.0;
+  }
+}
+
 void FixActionMD::initial_integrate(int)
 {
   if (update->firststep != run_first_step) start_run_statistics();    // a run without setup (pre no)
@@ -648,6 +661,7 @@ void FixActionMD::initial_integrate(int)
                  t, atom->tag_enable ? atom->tag[i] : 0);
     for (int k = 0; k < 3; ++k) q[3 * i + k] = x[i][k];
   }
+  set_origin(nlocal, natoms);
   for (int i = 0; i < nlocal; ++i) {
     double m = atom->rmass ? atom->rmass[i] : atom->mass[atom->type[i]];
     minv[i] = 1.0 / m;
@@ -663,7 +677,9 @@ void FixActionMD::initial_integrate(int)
     if (natoms > 0) {
       try {
         Timed t(timers[T_MODEL]);
-        model->predict(nlocal, q.data(), p.data(), dq.data(), dp.data());
+        std::vector<double> q_local(q.begin(), q.begin() + 3 * natoms);
+        for (int i = 0; i < 3 * natoms; ++i) q_local[i] -= origin[i % 3];
+        model->predict(nlocal, q_local.data(), p.data(), dq.data(), dp.data());
       } catch (const std::exception &e) {
         model_error(e, false);
       }

@@ -73,6 +73,10 @@ class FixActionMD : public Fix {
   // per-step work arrays, size 3*(nlocal+nghost)
   int natoms_alloc;
   std::vector<double> q, p, dq, dp, gq, gp, vq, vp, hq, hp, minv, qbar_ref;
+  // the model sees q - origin (the owned atoms' centre, fixed over a stride): float32 resolves a
+  // coordinate to ~|q| 6e-8, which in a large box would exceed the solver's tolerance
+  double origin[3] = {0.0, 0.0, 0.0};
+  void set_origin(int nlocal, int natoms);
   std::vector<int64_t> types_model, edges;
 
   // communication

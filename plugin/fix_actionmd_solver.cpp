@@ -158,7 +158,7 @@ double FixActionMD::eval_G(int nlocal, int natoms, bool keep_graph)
   ensure_edges(natoms);
   std::vector<double> qbar(3 * natoms), pbar(3 * natoms);
   for (int i = 0; i < 3 * natoms; ++i) {
-    qbar[i] = q[i] + 0.5 * dq[i];
+    qbar[i] = q[i] - origin[i % 3] + 0.5 * dq[i];
     pbar[i] = p[i] + 0.5 * dp[i];
   }
   double s = 0.0;

@@ -567,6 +567,32 @@ def test_float32_model_runs_to_its_default_tolerance(run_lmp, model_dir):
     assert all(0 < row["f_int[2]"] <= 1e-5 for row in rows[1:]), rows
 
 
+def test_a_box_far_from_the_origin_gives_the_same_steps(run_lmp, model_dir):
+    """float32 resolves a coordinate to ~|x| 6e-8 Å: a box 3000 Å from the origin (1.8e-4 Å) would put the
+    solver's float32 tolerance out of reach. The fix hands the model coordinates about its atoms' centre,
+    so the box's place does not matter (the action is translation invariant)."""
+    steps, far = 10, 3000.0
+    L = argon_data(run_lmp.dir / "ar.data")
+    text = (run_lmp.dir / "ar.data").read_text()
+    head, atoms = text.split("Atoms # atomic\n\n")
+    rows, velocities = atoms.split("\n\nVelocities")
+    for axis in "xyz":
+        head = head.replace(f"0 {L} {axis}lo {axis}hi", f"{far} {far + L} {axis}lo {axis}hi")
+    moved = "\n".join(f"{r[0]} {r[1]} " + " ".join(f"{float(x) + far:.17g}" for x in r[2:])
+                      for r in (line.split() for line in rows.strip().splitlines()))
+    frames = {}
+    for name, data in (("here", text), ("far", head + "Atoms # atomic\n\n" + moved + "\n\nVelocities" + velocities)):
+        (run_lmp.dir / "ar.data").write_text(data)
+        post = f"""dump d all custom {steps} {name}.dump id x y z vx vy vz ix iy iz
+dump_modify d sort id format float %.17g"""
+        r = run_lmp(lj_script(model_dir / "lj32.pt", steps=steps, post=post))
+        assert r.returncode == 0, r.output[-3000:]
+        frames[name] = read_dump(run_lmp.dir / f"{name}.dump")[steps]
+    unwrap = lambda f, origin: f[:, 1:4] - origin + f[:, 7:10] * L
+    assert np.abs(unwrap(frames["far"], far) - unwrap(frames["here"], 0.0)).max() < 2e-5
+    assert np.abs(frames["far"][:, 4:7] - frames["here"][:, 4:7]).max() < 2e-5 / 0.02
+
+
 def test_a_float32_tolerance_below_round_off_is_warned_of(run_lmp, model_dir):
     argon_data(run_lmp.dir / "ar.data")
     r = run_lmp(lj_script(model_dir / "lj32.pt", steps=0, extra_fix="tol 1e-9"))
