@@ -68,12 +68,20 @@ def test_langevin_gives_the_target_temperature_per_species(model_dir):
         assert abs(np.mean(values) / target - 1) < 5 * sigma, (z, np.mean(values), 5 * sigma)
 
 
-def test_langevin_fixcm_keeps_zero_total_momentum(lj_mixture_model):
+@pytest.mark.parametrize("per_atom", [False, True], ids=["one-friction", "friction-per-atom"])
+def test_langevin_fixcm_keeps_the_total_momentum(lj_mixture_model, per_atom):
+    """Zero stays zero, and a drift stays as it was: also when only half the atoms feel friction (a
+    per-atom friction changes the total momentum by itself; that change is taken out too)."""
     atoms = ne_xe_crystal()
-    dyn = ActionLangevin(atoms, lj_mixture_model, temperature_K=50, friction=0.02 / units.fs,
-                         rng=np.random.default_rng(1))
+    friction = np.where(np.arange(len(atoms)) < len(atoms) // 2, 0.0, 0.5 / units.fs) if per_atom \
+        else 0.02 / units.fs
+    dyn = ActionLangevin(atoms, lj_mixture_model, temperature_K=50, friction=friction, rng=np.random.default_rng(1))
     dyn.run(10)
     assert np.abs(atoms.get_momenta().sum(0)).max() < 1e-10
+    drift = np.array([0.3, -0.2, 0.1])  # total momentum, ASE units
+    atoms.set_momenta(atoms.get_momenta() + atoms.get_masses()[:, None] * drift / atoms.get_masses().sum())
+    dyn.run(10)
+    assert np.abs(atoms.get_momenta().sum(0) - drift).max() < 1e-10
 
 
 def test_small_cell_sees_its_own_images(lj_mixture_model):

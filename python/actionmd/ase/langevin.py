@@ -19,8 +19,9 @@ class ActionLangevin(ActionDynamics):
     ActionLangevin(atoms, model, temperature_K, friction, timestep=None, *, fixcm=True, rng=None, **kwargs)
 
     ``friction`` is in inverse ASE time units, as in ase.md.langevin.Langevin (e.g. 0.01 / units.fs).
-    ``fixcm=True`` projects the noise orthogonal to centre-of-mass motion in mass-weighted space, which
-    samples the 3N-3 internal degrees of freedom exactly and keeps a zero total momentum at zero.
+    ``fixcm=True`` takes the centre-of-mass part (in mass-weighted space) out of each O step's change of
+    the momenta, noise and friction alike, which samples the 3N-3 internal degrees of freedom and keeps
+    the total momentum as it is (at zero if it starts there), also with a friction per atom.
     ``temperature_K`` and ``friction`` are numbers or one value per atom, as in ASE's Langevin.
     ``rng`` needs ``standard_normal`` (numpy Generator); default: a fresh default_rng(), so pass
     ``rng=np.random.default_rng(seed)`` for a reproducible run (np.random.seed does not reach it).
@@ -72,9 +73,11 @@ class ActionLangevin(ActionDynamics):
         noise = self.rng.standard_normal(size=(len(atoms), 3))
         self.comm.broadcast(noise, 0)
         kick = np.sqrt((1.0 - c * c) * masses * self.temp) * noise
-        if self.fixcm:
-            kick -= masses * kick.sum(axis=0) / masses.sum()
-        atoms.set_momenta(c * atoms.get_momenta() + kick)
+        momenta = atoms.get_momenta()
+        new = c * momenta + kick
+        if self.fixcm:  # the whole change of total momentum, friction's too (a per-atom c changes it)
+            new -= masses * (new.sum(axis=0) - momenta.sum(axis=0)) / masses.sum()
+        atoms.set_momenta(new)
 
     def step(self, forces=None):
         self._check_atoms(self.atoms)  # before the O step, which needs the current masses
