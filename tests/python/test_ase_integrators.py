@@ -132,6 +132,7 @@ class CountingCalculator(Calculator):
         self.inner, self.calls = inner, 0
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=()):
+        super().calculate(atoms, properties, system_changes)  # records the atoms: results are cached
         self.calls += 1
         self.inner.calculate(atoms, properties, system_changes)
         self.results = dict(self.inner.results)
@@ -147,14 +148,39 @@ def test_log_trajectory_and_no_force_call_per_step(lj_mixture_model, tmp_path):
     dyn.run(30)
     dyn.close()
     assert seen == [0, 5, 10, 15, 20, 25, 30]
-    assert atoms.calc.calls <= 4  # the logged steps 0, 10, 20, 30 only
+    assert atoms.calc.calls == 4  # the logged steps 0, 10, 20, 30 only
     lines = log.read_text().splitlines()
     assert lines[0].split()[:3] == ["Time[ps]", "Etot[eV]", "Epot[eV]"] and len(lines) == 5
     assert float(lines[-1].split()[0]) == pytest.approx(30 * 8.0 / 1000)
-    assert len(Trajectory(str(traj))) == 4
+    frames = Trajectory(str(traj))
+    assert len(frames) == 4
+    logged = [float(line.split()[2]) for line in lines[1:]]
+    assert [f.get_potential_energy() for f in frames] == pytest.approx(logged, abs=1e-6)  # as VelocityVerlet's
     info = dyn.todict()
     assert info["md-type"] == "ActionVerlet" and info["model"] == lj_mixture_model
     assert info["timestep"] == pytest.approx(8.0 * units.fs)
+
+
+def test_a_trajectory_alone_records_the_energy_of_the_saved_frames(lj_mixture_model, tmp_path):
+    atoms = ne_xe_crystal()
+    atoms.calc = CountingCalculator(PotentialCalculator(lj_mixture_model))
+    ActionVerlet(atoms, lj_mixture_model, trajectory=str(tmp_path / "md.traj"), loginterval=5).run(10)
+    frames = Trajectory(str(tmp_path / "md.traj"))
+    assert len(frames) == 3 and atoms.calc.calls == 3  # only the saved steps 0, 5, 10
+    assert frames[-1].get_potential_energy() == pytest.approx(atoms.get_potential_energy())
+
+
+def test_a_state_read_back_from_a_trajectory_continues_with_its_log(lj_mixture_model, tmp_path):
+    """read() gives the atoms the frame's stored results (a SinglePointCalculator): they describe the first
+    logged step and none after it, which the log shows as "-" rather than failing."""
+    atoms = ne_xe_crystal()
+    atoms.calc = PotentialCalculator(lj_mixture_model)
+    ActionVerlet(atoms, lj_mixture_model, trajectory=str(tmp_path / "a.traj")).run(2)
+    restarted = Trajectory(str(tmp_path / "a.traj"))[-1]
+    ActionVerlet(restarted, lj_mixture_model, logfile=str(tmp_path / "b.log")).run(2)
+    rows = [line.split() for line in (tmp_path / "b.log").read_text().splitlines()[1:]]
+    assert float(rows[0][2]) == pytest.approx(atoms.get_potential_energy(), abs=1e-6)
+    assert [row[2] for row in rows[1:]] == ["-", "-"]
 
 
 def test_logging_without_a_calculator(lj_mixture_model, tmp_path):

@@ -501,3 +501,221 @@ def test_pooled_starts_recover_a_known_diffusion_ratio_with_an_honest_error_bar(
     solid = [evaluate({"truth": walkers(0.0), "run": walkers(0.6)}, reference="truth", progress=False)
              for _ in range(2)]
     assert pool(solid)["run"]["diffusion_relative"] == {"Ar": None}  # no D ratio against a truth that does not move
+
+
+# ---------------------------------------------------------------------- exact answers (mutation review)
+def _fcc_rdf(bins=400, r_max=7.93):
+    atoms = bulk("Ar", "fcc", a=4.0, cubic=True).repeat(4)
+    return rdf(_traj(atoms.numbers, atoms.positions[None], atoms.cell.array), r_max=r_max, bins=bins)
+
+
+def test_rdf_l1_is_the_summed_deviation_over_the_summed_reference():
+    """L1 = sum|g - g_ref| / sum g_ref: a curve 10 % (100 %) too high everywhere is 0.1 (1.0) away."""
+    from actionmd.evaluation.structure import rdf_l1
+
+    g = _fcc_rdf()["pairs"]["Ar-Ar"]
+    assert (g > 0).sum() >= 7 and (g == 0).sum() > 100  # structured: most bins empty, a few peaks
+    assert rdf_l1(1.1 * g, g) == pytest.approx(0.1, rel=1e-12)
+    assert rdf_l1(2 * g, g) == pytest.approx(1.0, rel=1e-12)
+    assert rdf_l1(g, 2 * g) == pytest.approx(0.5, rel=1e-12)  # normalised by the reference, not the run
+    assert rdf_l1(g, g) == 0.0
+
+
+def _random_then_fcc(frames=10):
+    """32 Ar atoms in a constant cube: the first half of the frames uniform random, the second half fcc."""
+    atoms = bulk("Ar", "fcc", a=5.6, cubic=True).repeat(2)
+    rng = np.random.default_rng(3)
+    positions = np.concatenate([rng.uniform(0, 11.2, (frames // 2, len(atoms), 3)),
+                                np.repeat(atoms.positions[None], frames - frames // 2, 0)])
+    velocities = rng.normal(scale=0.01, size=positions.shape)
+    return _traj(atoms.numbers, positions, atoms.cell.array, 2.0, velocities)
+
+
+def test_rdf_halves_average_to_the_whole_and_split_the_frames_in_time():
+    from actionmd.evaluation.structure import rdf_l1
+
+    traj = _random_then_fcc()
+    result = rdf(traj, r_max=5.5, bins=50)
+    first, second = result["halves"]["Ar-Ar"]
+    # constant volume, an even number of frames: the whole is the mean of its two halves
+    np.testing.assert_allclose(0.5 * (first + second), result["pairs"]["Ar-Ar"], rtol=0, atol=1e-12)
+    # random points first, a crystal last: the halves must differ (a noise floor from one half would be 0)
+    assert rdf_l1(first, second) > 0.5
+    random_only = rdf(traj.select(slice(0, 5)), r_max=5.5, bins=50, max_frames=5)["pairs"]["Ar-Ar"]
+    crystal_only = rdf(traj.select(slice(5, None)), r_max=5.5, bins=50, max_frames=5)["pairs"]["Ar-Ar"]
+    np.testing.assert_allclose(first, random_only, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(second, crystal_only, rtol=0, atol=1e-12)
+    # the evaluation's noise floor of a reference compares its two halves
+    results = evaluate({"ref": traj}, reference="ref", r_max=5.5, rdf_bins=50, progress=False)
+    assert results["runs"]["ref"]["rdf_l1_noise"]["Ar-Ar"] == pytest.approx(rdf_l1(first, second), rel=1e-12)
+
+
+def _pool_start(halves):
+    """A minimal evaluate() result, as pool() reads it: one species, fixed numbers, given RDF halves."""
+    def run(h):
+        return {"temperature": {"per_species": {"Ar": {"mean_K": 100.0}}, "all_K": 100.0}, "energy": None,
+                "dynamics": {"diffusion": {"Ar": {"msd_A2_per_ps": 1.0}}},
+                "rdf": {"pairs": {"Ar-Ar": 0.5 * (h[0] + h[1])}, "halves": {"Ar-Ar": h}}}
+    return {"reference": "truth", "runs": {"truth": run(halves), "run": run(halves)}}
+
+
+def test_pooled_noise_floor_compares_the_first_halves_with_the_second_halves():
+    from actionmd.evaluation.ensemble import pool
+    from actionmd.evaluation.structure import rdf_l1
+
+    g = _fcc_rdf(bins=100)["pairs"]["Ar-Ar"]
+    starts = [_pool_start((g, 1.5 * g)), _pool_start((2 * g, 2 * g))]
+    pooled = pool(starts)
+    # mean first half 1.5 g, mean second half 1.75 g: L1 = 0.25 / 1.75
+    assert pooled["truth"]["rdf_l1_noise"]["Ar-Ar"] == pytest.approx(0.25 / 1.75, rel=1e-12)
+    assert pooled["truth"]["rdf_l1_noise"]["Ar-Ar"] == pytest.approx(rdf_l1(1.5 * g, 1.75 * g), rel=1e-12)
+
+
+def test_green_kubo_diffusion_of_constant_velocities_is_the_integral_of_a_constant_vacf():
+    """v_i = c_i for all time: Z(τ) = <|c|²> at every lag, so D_GK = <|c|²> τ_end / 3 (Å²/fs -> x1000 Å²/ps)."""
+    rng = np.random.default_rng(5)
+    numbers = np.repeat([10, 54], 8)
+    frames, dt = 40, 2.0
+    c = rng.normal(scale=0.01, size=(len(numbers), 3))  # Å/fs
+    t = np.arange(frames)[:, None, None] * dt
+    positions = rng.uniform(0, 10, (len(numbers), 3)) + c * t
+    velocities = np.repeat(c[None], frames, 0)
+    window = (8.0, 30.0)  # lags 0, 2, ..., 40 fs: the window ends at the lag of 30 fs
+    result = dynamics(_traj(numbers, positions, np.eye(3) * 10, dt, velocities, unwrapped=True), window)
+    tau_end = 30.0
+    for name, z in (("Ne", 10), ("Xe", 54)):
+        mean_square = (c[numbers == z] ** 2).sum(axis=1).mean()
+        np.testing.assert_allclose(result["vacf"][name], mean_square, rtol=1e-12)
+        assert result["diffusion"][name]["green_kubo_A2_per_ps"] == pytest.approx(
+            mean_square * tau_end / 3 * 1000, rel=1e-12)
+
+
+def _harmonic_dynamics(seed=11):
+    """As test_vacf_and_spectrum_of_harmonic_oscillators: Ne at 5 THz, Xe at 12 THz."""
+    rng = np.random.default_rng(seed)
+    dt, frames = 2.0, 2000
+    numbers = np.repeat([10, 54], 60)
+    nu = np.where(numbers == 10, 5.0, 12.0) / 1000  # 1/fs
+    omega = 2 * np.pi * nu[None, :, None]
+    phase = rng.uniform(0, 2 * np.pi, (1, len(numbers), 3))
+    amplitude = rng.uniform(0.05, 0.1, (1, len(numbers), 3))
+    t = (np.arange(frames) * dt)[:, None, None]
+    positions = 5.0 + amplitude * np.sin(omega * t + phase)
+    velocities = amplitude * omega * np.cos(omega * t + phase)
+    return dynamics(_traj(numbers, positions, np.eye(3) * 20, dt, velocities), (200.0, 1000.0))
+
+
+def test_vdos_has_unit_area_and_spectrum_l1_runs_from_0_to_2():
+    from scipy.integrate import trapezoid
+
+    from actionmd.evaluation.dynamics import spectrum_l1
+
+    result = _harmonic_dynamics()
+    ne, xe = result["vdos"]["Ne"], result["vdos"]["Xe"]
+    for spectrum in (ne, xe):
+        assert trapezoid(spectrum["spectrum"], spectrum["nu_THz"]) == pytest.approx(1.0, rel=1e-10)
+    assert spectrum_l1(ne["nu_THz"], ne["spectrum"], ne["nu_THz"], ne["spectrum"]) == 0.0
+    # 5 THz against 12 THz: no overlap, so the distance is the sum of both areas
+    assert spectrum_l1(ne["nu_THz"], ne["spectrum"], xe["nu_THz"], xe["spectrum"]) > 1.9
+
+
+def test_a_common_drift_does_not_change_the_diffusion_coefficient():
+    """The centre of mass is removed before the MSD: adding u t to every position changes nothing."""
+    rng = np.random.default_rng(7)
+    n, frames, dt, length = 50, 100, 10.0, 30.0
+    unwrapped = rng.uniform(0, length, (n, 3)) + np.cumsum(rng.normal(scale=0.1, size=(frames, n, 3)), axis=0)
+    drift = 0.01 * np.arange(frames)[:, None, None] * dt * np.array([1.0, -0.5, 0.3])  # |u| ~ 0.01 Å/fs
+    velocities = rng.normal(size=unwrapped.shape)
+    numbers = np.repeat([10, 54], n // 2)
+    window = (100.0, 500.0)
+    still, moving = (dynamics(_traj(numbers, x, np.eye(3) * length, dt, velocities, unwrapped=True), window)
+                     for x in (unwrapped, unwrapped + drift))
+    for name in ("Ne", "Xe"):
+        d = still["diffusion"][name]["msd_A2_per_ps"]
+        assert d > 0.1
+        assert moving["diffusion"][name]["msd_A2_per_ps"] == pytest.approx(d, rel=1e-9)
+
+
+def test_water_internal_temperature_counts_six_degrees_of_freedom_per_molecule():
+    numbers, positions, cell, order = _water()
+    molecule = np.repeat(np.arange(len(numbers) // 3), 3)[order]
+    n_mol = len(numbers) // 3
+    masses = atomic_masses[numbers]
+    frames = 12
+    centre = np.stack([np.average(positions[molecule == m], axis=0, weights=masses[molecule == m])
+                       for m in range(n_mol)])[molecule]
+    spin = RNG.normal(scale=0.02, size=(frames, n_mol, 3))[:, molecule]
+    v = np.cross(spin, positions - centre)
+    water = temperatures(_traj(numbers, np.repeat(positions[None], frames, 0), cell, 1.0, v))["water"]
+    expected = np.einsum("n,fni->f", masses, v**2) / (6 * n_mol * EV * KB_EV)  # all of it internal
+    assert water["internal_K"] == pytest.approx(expected.mean(), rel=1e-12)
+    # any velocities: 3 translational + 6 internal degrees of freedom per molecule are its 9
+    v = RNG.normal(scale=0.01, size=(frames, len(numbers), 3))
+    result = temperatures(_traj(numbers, np.repeat(positions[None], frames, 0), cell, 1.0, v))
+    water = result["water"]
+    assert 3 * water["translational_K"] + 6 * water["internal_K"] == pytest.approx(9 * result["all_K"], rel=1e-12)
+    assert water["internal_K"] != pytest.approx(water["translational_K"], rel=0.01)  # not a trivial split
+
+
+def test_temperature_spread_is_the_difference_over_the_temperature_of_all_atoms():
+    numbers = np.repeat([10, 54], 50)
+    v = _maxwell_velocities(numbers, 100.0, 20)
+    measured = temperatures(_traj(numbers, RNG.uniform(0, 10, v.shape), np.eye(3) * 10, 1.0, v))["per_species"]
+    v[:, numbers == 10] *= math.sqrt(100.0 / measured["Ne"]["mean_K"])
+    v[:, numbers == 54] *= math.sqrt(110.0 / measured["Xe"]["mean_K"])
+    result = temperatures(_traj(numbers, RNG.uniform(0, 10, v.shape), np.eye(3) * 10, 1.0, v))
+    assert result["per_species"]["Ne"]["mean_K"] == pytest.approx(100.0, rel=1e-12)
+    assert result["per_species"]["Xe"]["mean_K"] == pytest.approx(110.0, rel=1e-12)
+    assert result["all_K"] == pytest.approx(105.0, rel=1e-12)
+    assert result["spread"] == pytest.approx(10 / 105, rel=1e-9)
+
+
+def test_relative_diffusion_and_temperature_against_the_reference():
+    """The reference with displacements x1.2 (D x1.44) and velocities x1.1 (T x1.21): +44 % and +21 %."""
+    rng = np.random.default_rng(9)
+    n, frames, dt, length = 60, 100, 10.0, 30.0
+    numbers = np.repeat([10, 54], n // 2)
+    positions = rng.uniform(0, length, (n, 3)) + np.cumsum(rng.normal(scale=0.1, size=(frames, n, 3)), axis=0)
+    velocities = rng.normal(scale=0.01, size=(frames, n, 3))
+    reference = _traj(numbers, positions, np.eye(3) * length, dt, velocities, unwrapped=True)
+    scaled = _traj(numbers, positions[:1] + 1.2 * (positions - positions[:1]), np.eye(3) * length, dt,
+                   1.1 * velocities, unwrapped=True)
+    results = evaluate({"run": scaled, "truth": reference}, reference="truth", progress=False)
+    versus = results["runs"]["run"]["vs_reference"]
+    for name in ("Ne", "Xe"):
+        assert versus["diffusion_relative"][name] == pytest.approx(0.44, rel=1e-9)
+        assert versus["temperature_relative"][name] == pytest.approx(0.21, rel=1e-9)
+    assert versus["diffusion_relative_max"] == pytest.approx(0.44, rel=1e-9)
+
+
+def test_selecting_every_other_frame_doubles_the_interval():
+    traj = _random_then_fcc()
+    every_other = traj.select(slice(0, None, 2))
+    assert every_other.interval_fs == 2 * traj.interval_fs and every_other.n_frames == 5
+    np.testing.assert_array_equal(every_other.positions, traj.positions[::2])
+    assert traj.select(slice(2, 6)).interval_fs == traj.interval_fs
+
+
+def test_image_flags_unwrap_in_a_triclinic_cell_with_the_lattice_vectors_as_rows():
+    cell = np.array([[10.0, 0, 0], [3.0, 10.0, 0], [2.0, 1.0, 10.0]])
+    rng = np.random.default_rng(13)
+    frames, n = 4, 6
+    positions = rng.uniform(0, 1, (frames, n, 3)) @ cell
+    images = rng.integers(-3, 4, (frames, n, 3))
+    traj = _traj(np.full(n, 18), positions, cell, 1.0, images=images)
+    expected = positions + np.einsum("fni,ij->fnj", images, cell)  # n_a a + n_b b + n_c c
+    np.testing.assert_allclose(traj.unwrapped_positions(), expected, rtol=0, atol=1e-12)
+    k = (1, 2)
+    manual = positions[k] + images[k][0] * cell[0] + images[k][1] * cell[1] + images[k][2] * cell[2]
+    np.testing.assert_allclose(traj.unwrapped_positions()[k], manual, rtol=0, atol=1e-12)
+
+
+def test_energy_max_deviation_is_measured_from_the_first_frame():
+    """A noise-free drift of 0.05 meV/atom/ps over 9.995 ps: the last frame is 0.49975 meV/atom above the first."""
+    n_atoms, drift = 100, 0.05
+    t = np.arange(2000) * 5.0  # fs
+    total = n_atoms * (-2.0 + drift * t / 1000 / 1000)  # eV
+    result = energy_summary(t, total, n_atoms)
+    assert result["max_deviation_meV_per_atom"] == pytest.approx(0.49975, rel=1e-9)
+    assert result["drift_meV_per_atom_ps"] == pytest.approx(drift, rel=1e-9)
+    assert result["fluctuation_meV_per_atom"] < 1e-9

@@ -1,7 +1,8 @@
 """What ActionVerlet and ActionLangevin share: the model, the checks of atoms against it, the map step.
 
 ASE units outside (Å, eV, ASE time), model units inside (Å, u·Å/fs, fs); conversions in actionmd.units.
-No calculator is needed to integrate; where the atoms have one, it is called only by the logger.
+No calculator is needed to integrate; where the atoms have one, it is asked for the energy only on the
+steps that the log or a trajectory records.
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import warnings
 
 import numpy as np
 
+from ase.calculators.calculator import PropertyNotImplementedError
+from ase.io.trajectory import TrajectoryWriter
 from ase.md.md import MolecularDynamics
 
 from ..action_map import ActionMap
@@ -90,7 +93,21 @@ class ActionDynamics(MolecularDynamics):
         return self.map.last_report
 
     def _refresh_properties(self):
-        """ASE computes forces after every step here; an action integrator needs none."""
+        """ASE computes forces after every step, for its log and trajectory; the map needs none, and a
+        reference calculator may cost more than the stride. So the atoms' calculator (if any) is asked
+        for the energy only on steps that a trajectory or the log records: the frames then hold the
+        energy (and whatever the calculator computed with it), as VelocityVerlet's do."""
+        if self.atoms.calc is None or not any(_records_frames(function) and self._records_now(interval)
+                                              for function, interval, _, _ in self.observers):
+            return
+        try:
+            self.atoms.get_potential_energy()
+        except PropertyNotImplementedError:  # e.g. the SinglePointCalculator of a frame read from a file
+            pass
+
+    def _records_now(self, interval: int) -> bool:
+        """Whether an observer attached with ``interval`` is called at this step (Dynamics.call_observers)."""
+        return self.nsteps % interval == 0 if interval > 0 else self.nsteps == abs(interval)
 
     def map_step(self):
         """Advance positions and momenta by the map (no thermostat); step() has checked the atoms."""
@@ -118,3 +135,10 @@ class ActionDynamics(MolecularDynamics):
                 "mean_evaluations": float(np.mean(self.evaluations)) if self.evaluations else 0.0,
                 "max_iterations": int(its.max()), "max_residual": float(max(self.residuals, default=0.0)),
                 "newton_fallbacks": self.fallbacks}
+
+
+def _records_frames(observer) -> bool:
+    """The log, or a trajectory: ASE's own (Dynamics._traj_write_image) or a writer attached by hand."""
+    owner = getattr(observer, "__self__", observer)
+    return (isinstance(owner, (TrajectoryWriter, ActionLogger))
+            or getattr(observer, "__name__", "") == "_traj_write_image")

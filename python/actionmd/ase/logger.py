@@ -1,10 +1,12 @@
 """A log line per logged step: ASE's MDLogger columns plus the solver's iterations and residual.
 
-The potential energy is asked of the atoms' calculator only here, and only if there is one.
+The potential energy is that of the atoms' calculator, if there is one and it can give it ("-" if not,
+e.g. for the stored results of a frame read from a file once the atoms have moved).
 """
 from __future__ import annotations
 
 from ase import units
+from ase.calculators.calculator import PropertyNotImplementedError
 from ase.utils import IOContext
 
 
@@ -21,11 +23,13 @@ class ActionLogger(IOContext):
         atoms = self.atoms
         ekin = atoms.get_kinetic_energy()
         temperature = atoms.get_temperature()
+        epot = None
         if atoms.calc is not None:
-            epot = atoms.get_potential_energy()
-            energies = f"{epot + ekin:14.6f} {epot:14.6f}"
-        else:
-            energies = f"{'-':>14} {'-':>14}"
+            try:
+                epot = atoms.get_potential_energy()
+            except PropertyNotImplementedError:  # a frame's stored results (read from a file) after a step
+                pass
+        energies = f"{epot + ekin:14.6f} {epot:14.6f}" if epot is not None else f"{'-':>14} {'-':>14}"
         report = self.dyn.report
         time_ps = self.dyn.get_time() / (1000 * units.fs)
         self.logfile.write(f"{time_ps:10.4f} {energies} {ekin:14.6f} {temperature:9.2f} "
