@@ -32,8 +32,10 @@ class ActionMap:
     def __init__(self, model: str | LoadedModel, *, mode: str = "action", guess: str | None = None,
                  solver: SolverOptions | None = None, skin: float = 1.0, device: str | None = None):
         if not isinstance(model, (str, os.PathLike, LoadedModel)):
+            shown = " ".join(repr(model).split())  # one line, however long the object's repr
+            shown = shown if len(shown) <= 80 else shown[:77] + "..."
             raise TypeError(f"model must be the path of an actionmd model file or a LoadedModel, got "
-                            f"{type(model).__name__} {model!r}")
+                            f"{type(model).__name__} {shown}")
         self.model = model if isinstance(model, LoadedModel) else load_model(model, device=device)
         meta = self.model.metadata
         if mode not in MODES:

@@ -251,6 +251,12 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> Lo
     path = Path(path)
     meta = _read_extra(path)
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: torch finds no CUDA device here (torch.cuda.is_available() is "
+                         "False: no GPU, or a CPU-only torch build); use device='cpu'")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                         f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     try:
         module = torch.jit.load(str(path), map_location=device)
     except RuntimeError as err:

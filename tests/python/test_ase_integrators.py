@@ -256,6 +256,14 @@ def test_langevin_bad_arguments(lj_mixture_model):
         ActionLangevin(ne_xe_crystal(), lj_mixture_model, temperature_K=np.inf, friction=0.01)
     with pytest.raises(ValueError, match=r"friction must be a number or one value per atom \(32\)"):
         ActionLangevin(ne_xe_crystal(), lj_mixture_model, temperature_K=300, friction=[0.01, 0.02])
+    with pytest.raises(TypeError, match=r"temperature_K given by position and by keyword; the call is "
+                                         r"ActionLangevin\(atoms, model, temperature_K, friction, timestep=None"):
+        ActionLangevin(ne_xe_crystal(), lj_mixture_model, 8 * units.fs, temperature_K=300, friction=0.01)  # ASE's order
+    dyn = ActionLangevin(ne_xe_crystal(), lj_mixture_model, 300, 0.01 / units.fs, 8 * units.fs)  # all by position
+    dyn.set_temperature(temperature=units.kB * 150)  # ASE's keyword, in eV
+    assert dyn.temp == pytest.approx(units.kB * 150)
+    with pytest.raises(TypeError, match="one of temperature_K"):
+        dyn.set_temperature(temperature_K=100, temperature=units.kB * 100)
 
 
 def test_langevin_takes_a_friction_and_a_temperature_per_atom(lj_mixture_model):
@@ -352,6 +360,16 @@ def test_threads_the_user_sets_after_construction_are_kept(lj_mixture_model, mon
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_device_this_machine_lacks_is_named_as_such(lj_mixture_model):
+    import torch
+    missing = "cuda" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
+    with pytest.raises(ValueError, match="device 'cuda.*(torch finds no CUDA device|CUDA device\\(s\\))"):
+        ActionVerlet(ne_xe_crystal(), lj_mixture_model, device=missing)
+    with pytest.raises(TypeError, match="got RecursiveScriptModule") as error:
+        ActionVerlet(ne_xe_crystal(), load_model(lj_mixture_model, device="cpu").module)
+    assert "\n" not in str(error.value) and len(str(error.value)) < 400  # not the module's whole repr
 
 
 def test_triclinic_cell_gives_the_same_dynamics(lj_mixture_model):

@@ -114,6 +114,13 @@ def full_metadata(**changes):
     (dict(species=[10, 10]), r"lists an element twice"),
     (dict(species=[10, 200]), r"atomic numbers 1..118"),
     (dict(masses=[20.18]), r"one positive mass \(u\) per species \(2\)"),
+    (dict(masses=[20.18, -131.29]), r"one positive mass \(u\) per species \(2\)"),
+    (dict(cutoff=-1.0), r"'cutoff' must be a finite non-negative number, got -1.0"),
+    (dict(interaction_range=-1.0), r"'interaction_range' must be a finite non-negative number, got -1.0"),
+    (dict(training_range={"closest_pair": {"Ne-Xe": 3.0}}), r"'training_range' must be \{\"closest_pair\": "
+                                                            r"\{\"Z1-Z2\": distance in Å > 0"),
+    (dict(training_range={"closest_pair": {"10-10": 0}}), r"'training_range' must be .*got \{'closest_pair': "
+                                                          r"\{'10-10': 0\}\}"),
 ])
 def test_bad_metadata_is_rejected_on_load(tmp_path, changes, message):
     with pytest.raises(ModelFileError, match=message):

@@ -28,18 +28,35 @@ class ActionLangevin(ActionDynamics):
     Other keywords as for ActionVerlet.
     """
 
-    def __init__(self, atoms, model, temperature_K=None, friction=None, timestep=None, *, fixcm=True, rng=None,
-                 **kwargs):
+    CALL = "ActionLangevin(atoms, model, temperature_K, friction, timestep=None, ...)"
+
+    def __init__(self, atoms, model, *positional, temperature_K=None, friction=None, timestep=None, fixcm=True,
+                 rng=None, **kwargs):
+        # ASE's Langevin takes (atoms, timestep, temperature...): name the order when a call mixes them up
+        given = {"temperature_K": temperature_K, "friction": friction, "timestep": timestep}
+        if len(positional) > len(given):
+            raise TypeError(f"too many positional arguments; the call is {self.CALL}")
+        for name, value in zip(given, positional):
+            if given[name] is not None:
+                raise TypeError(f"{name} given by position and by keyword; the call is {self.CALL}: unlike "
+                                "ase.md.langevin.Langevin, the model comes second and the timestep (default: the "
+                                "model's stride) last")
+            given[name] = value
+        temperature_K, friction, timestep = given.values()
         if temperature_K is None or friction is None:
-            raise TypeError("ActionLangevin needs temperature_K and friction (inverse ASE time units)")
+            raise TypeError(f"ActionLangevin needs temperature_K and friction (inverse ASE time units): {self.CALL}")
         super().__init__(atoms, model, timestep, **kwargs)
         self.set_temperature(temperature_K)
         self.set_friction(friction)
         self.fixcm = fixcm
         self.rng = np.random.default_rng() if rng is None else rng
 
-    def set_temperature(self, temperature_K):
-        """A number, or one per atom (as ASE's Langevin)."""
+    def set_temperature(self, temperature_K=None, *, temperature=None):
+        """A number, or one per atom (as ASE's Langevin): ``temperature_K`` in K, or ``temperature`` in eV."""
+        if (temperature_K is None) == (temperature is None):
+            raise TypeError("set_temperature takes one of temperature_K (K) or temperature (eV, as k_B T)")
+        if temperature is not None:
+            temperature_K = np.asarray(temperature, dtype=float) / units.kB
         self.temp = units.kB * self._per_atom_or_scalar(temperature_K, "temperature_K", "K")
 
     def set_friction(self, friction):
