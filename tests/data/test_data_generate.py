@@ -489,3 +489,39 @@ def test_writer_waits_for_a_reader_instead_of_crashing(tmp_path):
     with pytest.raises(ConfigError, match="another process has held the file's lock"):
         _open(path, "a", patience_s=0.3)
     holder.kill()
+
+
+def test_frames_recorded_every_second_step_carry_their_spacing(tmp_path):
+    """record_every = 2: frames, pairs, times and step numbers are all 2 reference steps apart."""
+    out = tmp_path / "every2.h5"
+    generate(tiny_config("lj-mixture", "protocol.record_every=2", "protocol.segments=1"), out, progress=False)
+    ds = load_dataset(out)
+    dt = ds.dt_fs
+    assert dt == 1.0 and ds.record_every == 2
+    seg = ds.segments[0]
+    assert seg.frame_interval_fs == 2 * dt
+    assert ds.pairs(stride_steps=4)[0].stride_fs == 4 * dt
+    with h5py.File(out) as f:
+        assert f.attrs["frame_interval_fs"] == 2 * dt
+        group = f["condition_000/segment_0000"]
+        time_fs, step = group["time_fs"][()], group["step"][()]
+    assert len(time_fs) == seg.n_frames == 21 and time_fs[0] == 0 and step[0] == 0
+    np.testing.assert_array_equal(np.diff(time_fs), 2 * dt)
+    np.testing.assert_array_equal(np.diff(step), 2)
+
+
+def test_a_segment_left_partial_by_an_interrupted_write_is_discarded_and_rewritten(tmp_path, lj_file):
+    """An interrupted write leaves its group under '<name>.partial' (store.Store._group); the next run
+    deletes it and writes the segment again, giving the uninterrupted file."""
+    import shutil
+
+    out = tmp_path / "interrupted.h5"
+    shutil.copy(lj_file, out)
+    with h5py.File(out, "a") as f:
+        f.move("condition_001/segment_0001", "condition_001/segment_0001.partial")
+        assert sorted(k for k in f["condition_001"] if k.startswith("segment_")) == ["segment_0000",
+                                                                                     "segment_0001.partial"]
+    generate(tiny_config("lj-mixture", "temperatures=[80,120]"), out, progress=False)
+    with h5py.File(out) as f:
+        assert sorted(k for k in f["condition_001"] if k.startswith("segment_")) == ["segment_0000", "segment_0001"]
+    assert_same_file(lj_file, out)

@@ -202,3 +202,71 @@ def test_bad_training_inputs(data, tmp_path):
     module, meta = build_learned_model(["Ne", "Xe"], stride=STRIDE, cutoff=CUTOFF)
     with pytest.raises(ValueError, match="empty dataset"):
         Trainer(module, meta, [], data[0], tmp_path, TrainingOptions())
+
+
+def _quick_trainer(data, directory, epochs):
+    """new_trainer without the closing rollout and the force pretraining (a resume test needs neither);
+    lr_patience 0, so that the scheduler's state takes part."""
+    torch.manual_seed(0)
+    scales = scales_from_frames([f for trajectory in data for f in trajectory], STRIDE)
+    module, meta = build_learned_model(["Ne", "Xe"], stride=STRIDE, cutoff=CUTOFF, features=16, layers=1,
+                                       dtype="float32", **scales)
+    training, validation = split_by_trajectory(data, 0.25, seed=0)
+    options = TrainingOptions(epochs=epochs, pretrain_epochs=0, batch_frames=1, learning_rate=3e-3,
+                              lr_patience=0, rollout_steps=0, progress=False)
+    return Trainer(module, meta, training, validation, directory, options)
+
+
+def _flat_state(value, prefix=""):
+    """Every tensor and number of a (nested) state dict, by path."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out.update(_flat_state(item, f"{prefix}/{key}"))
+        return out
+    if isinstance(value, (list, tuple)):
+        out = {}
+        for k, item in enumerate(value):
+            out.update(_flat_state(item, f"{prefix}/{k}"))
+        return out
+    return {prefix: value}
+
+
+def test_a_resumed_run_continues_exactly_where_it_stopped(data, tmp_path):
+    """3 epochs straight and 1 epoch + a resume to 3: the same weights, optimizer and scheduler states, and
+    the same logged losses, bit for bit (weights, Adam moments and the plateau counter all come back)."""
+    data = [trajectory[:2] for trajectory in data[:2]]  # one trajectory a side, 2 frames each: ~4x faster
+    straight = _quick_trainer(data, tmp_path / "straight", epochs=3)
+    straight.fit()
+    _quick_trainer(data, tmp_path / "resumed", epochs=1).fit()
+    resumed = _quick_trainer(data, tmp_path / "resumed", epochs=3)
+    assert resumed.history.epoch == 1
+    resumed.fit()
+    a, b = straight.model.state_dict(), resumed.model.state_dict()
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    for name in ("optimizer", "scheduler"):
+        sa = _flat_state(getattr(straight, name).state_dict())
+        sb = _flat_state(getattr(resumed, name).state_dict())
+        assert sa.keys() == sb.keys(), name
+        for key in sa:
+            if isinstance(sa[key], torch.Tensor):
+                assert torch.equal(sa[key], sb[key]), f"{name}{key}"
+            else:
+                assert sa[key] == sb[key], f"{name}{key}"
+    for column in ("epoch", "val_action", "val_predictor", "train_action", "lr"):
+        assert [r[column] for r in straight.history.rows] == [r[column] for r in resumed.history.rows], column
+    assert straight.history.best_validation == resumed.history.best_validation
+
+
+def test_split_by_trajectory_puts_every_frame_on_exactly_one_side():
+    trajectories = [[object() for _ in range(5)] for _ in range(7)]
+    training, validation = split_by_trajectory(trajectories, 0.3, seed=4)
+    ids_train, ids_val = {id(f) for f in training}, {id(f) for f in validation}
+    assert len(ids_train) == len(training) and len(ids_val) == len(validation)
+    assert not ids_train & ids_val
+    assert ids_train | ids_val == {id(f) for t in trajectories for f in t}
+    assert len(validation) == 2 * 5  # round(0.3 * 7) whole trajectories
+    for trajectory in trajectories:  # a trajectory is never split
+        assert {id(f) in ids_val for f in trajectory} in ({True}, {False})
