@@ -72,7 +72,9 @@ void parse_training_range(const json &j, ModelMetadata &m, const std::string &or
     const int z1 = std::stoi(key.substr(0, dash)), z2 = std::stoi(key.substr(dash + 1));
     const auto a = std::find(m.species.begin(), m.species.end(), z1);
     const auto b = std::find(m.species.begin(), m.species.end(), z2);
-    if (a == m.species.end() || b == m.species.end()) continue;    // a species the model lacks
+    if (a == m.species.end() || b == m.species.end())    // as actionmd.model_file: a sign of a wrong --data
+      fail(origin, "actionmd.json key 'training_range' names the species pair " + key +
+                       " that the model does not have; export the model again with its own training data");
     m.closest_pair[a - m.species.begin()][b - m.species.begin()] = it->get<double>();
     m.closest_pair[b - m.species.begin()][a - m.species.begin()] = it->get<double>();
   }

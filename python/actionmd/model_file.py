@@ -110,7 +110,7 @@ def parse_metadata(data: dict, source: str = "metadata") -> Metadata:
                                  f" number, got {value!r}")
     if data["dtype"] not in DTYPES:
         raise ModelFileError(f"{source}: 'dtype' must be one of {sorted(DTYPES)}, got {data['dtype']!r}")
-    _check_training_range(data.get("training_range"), source)
+    _check_training_range(data.get("training_range"), species, source)
     extra = {key: value for key, value in data.items() if key not in _REQUIRED}
     return Metadata(
         species=tuple(species), masses=tuple(float(m) for m in masses), stride=float(data["stride"]),
@@ -119,7 +119,7 @@ def parse_metadata(data: dict, source: str = "metadata") -> Metadata:
     )
 
 
-def _check_training_range(value, source: str) -> None:
+def _check_training_range(value, species, source: str) -> None:
     """Optional: {"closest_pair": {"Z1-Z2": distance in Å > 0, ...}} (actionmd.extrapolation)."""
     if value is None:
         return
@@ -130,6 +130,11 @@ def _check_training_range(value, source: str) -> None:
     if not good:
         raise ModelFileError(f"{source}: 'training_range' must be {{\"closest_pair\": {{\"Z1-Z2\": distance in Å > 0, "
                              f"...}}}}, got {value!r}")
+    foreign = sorted(k for k in closest if any(int(z) not in species for z in k.split("-")))
+    if foreign:
+        raise ModelFileError(f"{source}: 'training_range' names species pairs {foreign} that the model (atomic "
+                             f"numbers {list(species)}) does not have: was it exported with --data of another "
+                             "system? Export again with the model's own training data")
 
 
 def _check_method(module: torch.jit.ScriptModule, name: str, returns: str, source: str, owned: bool = False) -> None:

@@ -355,6 +355,10 @@ def test_a_pair_closer_than_the_training_data_is_warned_of_once(run_lmp, np_):
     models.lj_argon(run_lmp.dir / "bad.pt", training_range={"closest_pair": {"Ar-Ar": 3.5}})
     r = run_lmp(lj_script("bad.pt", steps=1))
     assert r.returncode != 0 and "key 'training_range' must be" in r.output, r.output[-3000:]
+    models.lj_argon(run_lmp.dir / "foreign.pt", training_range={"closest_pair": {"18-18": 3.5, "18-36": 3.0}})
+    r = run_lmp(lj_script("foreign.pt", steps=1))
+    assert r.returncode != 0 and "names the species pair 18-36 that the model does not have" in r.output, \
+        r.output[-3000:]
 
 
 def test_two_thermostats_are_warned_of(run_lmp, model_dir):
