@@ -37,6 +37,7 @@ struct ModelMetadata {
   bool time_reversible = false;
   std::string description;
   bool learned = false;        // architecture.name is actionmd.models.ActionNet: made by actionmd train
+  bool translation_invariant = false;    // S depends on relative positions only: the origin may move
   // training_range.closest_pair by model type ids [a][b] (Angstrom; 0 where the data held no such pair):
   // the smallest distance of each species pair in the training data (python/actionmd/extrapolation.py)
   std::vector<std::vector<double>> closest_pair;

@@ -625,12 +625,12 @@ void FixActionMD::unpack_reverse_comm(int n, int *list, double *buf)
 //   initial_integrate: half kick with f(q) [forces of the previous step, or of setup()],
 //                      [Langevin O half step], action map, [Langevin O half step]
 //   final_integrate:   half kick with f(q') (computed by LAMMPS after initial_integrate)
-// The model is translation invariant, so its step is the same about any origin; about the owned
-// atoms' centre its float32 coordinates stay within the rank's region (subdomain and ghost shell)
-// instead of reaching the box size.
+// A translation-invariant model steps the same about any origin; about the owned atoms' centre its
+// float32 coordinates stay within the rank's region (subdomain and ghost shell) instead of reaching the
+// box size. A model tied to fixed sites (translation_invariant false) keeps LAMMPS's origin.
 void FixActionMD::set_origin(int nlocal, int natoms)
 {
-  const int n = nlocal > 0 ? nlocal : natoms;
+  const int n = !model->metadata().translation_invariant ? 0 : nlocal > 0 ? nlocal : natoms;
   for (int k = 0; k < 3; ++k) {
     double sum = 0.0;
     for (int i = 0; i < n; ++i) sum += q[3 * i + k];

@@ -152,6 +152,9 @@ ModelMetadata parse_metadata(const std::string &text, const std::string &origin)
   if (d != j.end() && d->is_string()) m.description = d->get<std::string>();
   auto a = j.find("architecture");
   m.learned = a != j.end() && a->is_object() && a->value("name", "") == "actionmd.models.ActionNet";
+  // optional; as actionmd.model_file.Metadata.translation_invariant, true by default for learned files
+  m.translation_invariant = j.contains("translation_invariant") ? boolean(j, "translation_invariant", origin)
+                                                                 : m.learned;
   parse_training_range(j, m, origin);
   return m;
 }

@@ -122,7 +122,7 @@ class ActionMap:
             keep_large_buffers(len(q))  # 2-3x faster evaluations above a few thousand atoms (actionmd.allocator)
         q_t = torch.as_tensor(q, dtype=torch.float64, device=self.device)
         p_t = torch.as_tensor(p, dtype=torch.float64, device=self.device)
-        q_local = self.local_frame(q_t, cell, pbc)
+        q_local = self.local_frame(q_t, cell, pbc) if self.model.metadata.translation_invariant else q_t
         masses = self.type_masses[types]
         module, dtype = self.model.module, self.dtype
 

@@ -36,6 +36,9 @@ _REQUIRED = {
 _FORWARD_ARGS = ["positions", "momenta", "types", "edge_index", "edge_shifts"]
 
 
+LEARNED_ARCHITECTURE = "actionmd.models.ActionNet"  # the architecture.name of files made by actionmd train
+
+
 class ModelFileError(ValueError):
     """A model file, or metadata for one, that does not follow the actionmd contract."""
 
@@ -57,6 +60,14 @@ class Metadata:
     @property
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
+
+    @property
+    def translation_invariant(self) -> bool:
+        """Whether S depends on relative positions only, so that an engine may shift the origin (and move
+        atoms by periodic cell vectors) before the model sees them: the optional key, else true for the
+        learned ActionNet (made by actionmd train) and false otherwise (e.g. oscillators on fixed sites)."""
+        default = (self.extra.get("architecture") or {}).get("name") == LEARNED_ARCHITECTURE
+        return bool(self.extra.get("translation_invariant", default))
 
     def to_json(self) -> dict:
         data = dict(self.extra)
@@ -111,6 +122,9 @@ def parse_metadata(data: dict, source: str = "metadata") -> Metadata:
     if data["dtype"] not in DTYPES:
         raise ModelFileError(f"{source}: 'dtype' must be one of {sorted(DTYPES)}, got {data['dtype']!r}")
     _check_training_range(data.get("training_range"), species, source)
+    if not isinstance(data.get("translation_invariant", False), bool):
+        raise ModelFileError(f"{source}: 'translation_invariant' must be true or false, got "
+                             f"{data['translation_invariant']!r}")
     extra = {key: value for key, value in data.items() if key not in _REQUIRED}
     return Metadata(
         species=tuple(species), masses=tuple(float(m) for m in masses), stride=float(data["stride"]),

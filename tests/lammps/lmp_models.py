@@ -120,6 +120,7 @@ def lj_argon(path, stride=20.0, predictor=False, dtype="float64", **meta_overrid
     if dtype == "float32":
         module = module.float()
     meta = metadata([18], [AR_MASS], stride, 6.5, dtype=dtype, has_predictor=bool(predictor))
+    meta["translation_invariant"] = True  # pair distances only: the fix may move its origin
     meta.update(meta_overrides)
     return save(module, path, meta)
 

@@ -121,6 +121,7 @@ def full_metadata(**changes):
                                                             r"\{\"Z1-Z2\": distance in Å > 0"),
     (dict(training_range={"closest_pair": {"10-10": 0}}), r"'training_range' must be .*got \{'closest_pair': "
                                                           r"\{'10-10': 0\}\}"),
+    (dict(translation_invariant="yes"), r"'translation_invariant' must be true or false, got 'yes'"),
     (dict(training_range={"closest_pair": {"10-10": 2.4, "10-29": 2.5}}),
      r"'training_range' names species pairs \['10-29'\] that the model \(atomic numbers \[10, 54\]\) does not have"),
 ])

@@ -47,6 +47,7 @@ def _pair_model(potential, numbers, masses, stride, cutoff, switch_start, predic
     module = module.to(getattr(torch, dtype))
     meta = _metadata(numbers, masses, stride, cutoff, cutoff, dtype, predictor,
                      f"implicit midpoint (S = stride*H) for {description}, C2 switch from {switch_start:g} Å")
+    meta["translation_invariant"] = True  # pair distances only
     return module, meta
 
 
@@ -93,4 +94,5 @@ def einstein(species, omegas, sites, stride, masses=None, dtype="float64"):
     meta = _metadata(numbers, masses, stride, 0.0, 0.0, dtype, True,
                      f"exact harmonic action of {len(sites)} independent oscillators (Einstein crystal)")
     meta["omegas"] = omegas.tolist()
+    meta["translation_invariant"] = False  # each oscillator is tied to its site
     return module, meta
