@@ -15,8 +15,8 @@ import torch
 
 from .allocator import keep_large_buffers, malloc_choice
 from .extrapolation import ClosestPairWatch, ExtrapolationWarning
-from .model_file import LoadedModel, load_model
 from .local_frame import LocalFrame
+from .model_file import LoadedModel, load_model
 from .neighbors import VerletList
 from .solver import DEFAULT_TOL, SolverOptions, StepReport, solve
 
