@@ -104,21 +104,12 @@ def test_diffusion_of_brownian_walkers_is_recovered_and_unwrapping_is_transparen
 
 def test_vacf_and_spectrum_of_harmonic_oscillators():
     """x = A sin(w t + phi): the VACF is cos(w tau) (phase average) and the spectrum peaks at w / 2 pi."""
-    dt, frames = 2.0, 2000
-    frequencies = {"Ne": 5.0, "Xe": 12.0}  # THz
-    numbers = np.repeat([10, 54], 60)
-    nu = np.where(numbers == 10, frequencies["Ne"], frequencies["Xe"]) / 1000  # 1/fs
-    omega = 2 * np.pi * nu[None, :, None]
-    phase = RNG.uniform(0, 2 * np.pi, (1, len(numbers), 3))
-    amplitude = RNG.uniform(0.05, 0.1, (1, len(numbers), 3))
-    t = (np.arange(frames) * dt)[:, None, None]
-    positions = 5.0 + amplitude * np.sin(omega * t + phase)
-    velocities = amplitude * omega * np.cos(omega * t + phase)
-    result = dynamics(_traj(numbers, positions, np.eye(3) * 20, dt, velocities), (200.0, 1000.0))
+    frequencies = {"Ne": 5.0, "Xe": 12.0}  # THz, as _harmonic_dynamics makes them
+    result = _harmonic_dynamics()
     lag = result["lag_fs"]
     for name, f in frequencies.items():
         z = result["vacf"][name]
-        short = lag < frames * dt / 4
+        short = lag < 2000 * 2.0 / 4  # a quarter of the 2000 frames of 2 fs
         np.testing.assert_allclose(z[short] / z[0], np.cos(2 * np.pi * f / 1000 * lag[short]), atol=0.03)
         spectrum = result["vdos"][name]
         resolution = spectrum["nu_THz"][1]
@@ -591,7 +582,7 @@ def test_green_kubo_diffusion_of_constant_velocities_is_the_integral_of_a_consta
 
 
 def _harmonic_dynamics(seed=11):
-    """As test_vacf_and_spectrum_of_harmonic_oscillators: Ne at 5 THz, Xe at 12 THz."""
+    """x = A sin(w t + phi) with random phases and amplitudes: Ne at 5 THz, Xe at 12 THz."""
     rng = np.random.default_rng(seed)
     dt, frames = 2.0, 2000
     numbers = np.repeat([10, 54], 60)
