@@ -621,10 +621,6 @@ void FixActionMD::unpack_reverse_comm(int n, int *list, double *buf)
   }
 }
 
-// One step (Strang splitting, like velocity Verlet around the map):
-//   initial_integrate: half kick with f(q) [forces of the previous step, or of setup()],
-//                      [Langevin O half step], action map, [Langevin O half step]
-//   final_integrate:   half kick with f(q') (computed by LAMMPS after initial_integrate)
 // A translation-invariant model steps the same about any origin; about the owned atoms' centre its
 // float32 coordinates stay within the rank's region (subdomain and ghost shell) instead of reaching the
 // box size. A model tied to fixed sites (translation_invariant false) keeps LAMMPS's origin.
@@ -638,6 +634,10 @@ void FixActionMD::set_origin(int nlocal, int natoms)
   }
 }
 
+// One step (Strang splitting, like velocity Verlet around the map):
+//   initial_integrate: half kick with f(q) [forces of the previous step, or of setup()],
+//                      [Langevin O half step], action map, [Langevin O half step]
+//   final_integrate:   half kick with f(q') (computed by LAMMPS after initial_integrate)
 void FixActionMD::initial_integrate(int)
 {
   if (update->firststep != run_first_step) start_run_statistics();    // a run without setup (pre no)
