@@ -210,7 +210,8 @@ def _data_file(traj, cfg, types, charges, molecules, prism, triclinic: bool) -> 
         integers.append(mol)
     integers.append(types)
     floats = [charges[types - 1][:, None]] if style in CHARGED_STYLES else []
-    images = [] if molecules is None else [_whole_molecule_images(x, prism, molecules)]
+    box = np.array([[xhi, xy, xz], [0.0, yhi, yz], [0.0, 0.0, zhi]])  # columns: the LAMMPS cell vectors
+    images = [] if molecules is None else [_whole_molecule_images(x, box, molecules)]
     body = np.column_stack([*integers, *floats, x, *images])
     table = io.StringIO()
     np.savetxt(table, body, fmt=["%d"] * len(integers) + ["%.10g"] * len(floats) + ["%.17g"] * 3
@@ -229,11 +230,9 @@ def _data_file(traj, cfg, types, charges, molecules, prism, triclinic: bool) -> 
     return "\n".join(lines) + "\n"
 
 
-def _whole_molecule_images(x: np.ndarray, prism, molecules: np.ndarray) -> np.ndarray:
+def _whole_molecule_images(x: np.ndarray, box: np.ndarray, molecules: np.ndarray) -> np.ndarray:
     """Image flags (N, 3) that keep each molecule whole: every H at the periodic image nearest its O.
     Without them LAMMPS warns of inconsistent image flags, and unwrapped dumps split molecules."""
-    xhi, yhi, zhi, xy, xz, yz = map(float, prism.get_lammps_prism())
-    box = np.array([[xhi, xy, xz], [0.0, yhi, yz], [0.0, 0.0, zhi]])  # columns: the LAMMPS cell vectors
     fractional = np.linalg.solve(box, x.T).T
     images = np.zeros(x.shape, dtype=np.int64)
     oxygen = molecules[:, :1]
