@@ -63,7 +63,8 @@ class ActionMap:
         self.nsteps = 0
         self.last_report = StepReport(0, 0.0, 0, True)
         self._previous: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.local_frame = LocalFrame()
+        # models that depend on relative positions only are solved near the origin (actionmd.local_frame)
+        self.local_frame = LocalFrame() if self.model.metadata.translation_invariant else None
 
     @property
     def stride(self) -> float:
@@ -122,7 +123,7 @@ class ActionMap:
             keep_large_buffers(len(q))  # 2-3x faster evaluations above a few thousand atoms (actionmd.allocator)
         q_t = torch.as_tensor(q, dtype=torch.float64, device=self.device)
         p_t = torch.as_tensor(p, dtype=torch.float64, device=self.device)
-        q_local = self.local_frame(q_t, cell, pbc) if self.model.metadata.translation_invariant else q_t
+        q_local = self.local_frame(q_t, cell, pbc) if self.local_frame else q_t
         masses = self.type_masses[types]
         module, dtype = self.model.module, self.dtype
 
