@@ -21,7 +21,7 @@ from amd_data_helpers import BIN, cli_overrides, run_cli, tiny_config
 
 
 def test_builtin_systems_are_listed():
-    assert {"lj-mixture", "water", "cuni", "ta-snap"} <= set(builtin_systems())
+    assert {"lj-mixture", "water", "cuni", "ta-snap", "inp-snap"} <= set(builtin_systems())
 
 
 def vv_residuals(seg):
@@ -36,7 +36,7 @@ def vv_residuals(seg):
 
 
 @pytest.mark.parametrize("system, n_atoms, n_conditions", [
-    ("lj-mixture", 32, 1), ("cuni", 32, 4), ("water", 24, 1), ("ta-snap", 16, 2),
+    ("lj-mixture", 32, 1), ("cuni", 32, 4), ("water", 24, 1), ("ta-snap", 16, 2), ("inp-snap", 8, 2),
 ])
 def test_builtin_end_to_end(tmp_path, system, n_atoms, n_conditions):
     out = tmp_path / f"{system}.h5"
@@ -61,7 +61,7 @@ def test_builtin_end_to_end(tmp_path, system, n_atoms, n_conditions):
     print(f"{system}: {steps} steps in {elapsed:.2f} s ({steps / elapsed:.0f} steps/s, {n_atoms} atoms)")
 
 
-@pytest.mark.parametrize("system", ["lj-mixture", "cuni", "water", "ta-snap"])
+@pytest.mark.parametrize("system", ["lj-mixture", "cuni", "water", "ta-snap", "inp-snap"])
 def test_energy_error_scales_as_dt_squared(tmp_path, system):
     """Same initial state (no thermostat phases), same frames in time, dt and dt/2:
     the velocity-Verlet energy error must drop ~4x."""
@@ -420,6 +420,42 @@ def test_ase_file_and_data_file_structures(tmp_path):
         assert seg.n_atoms == 32 and sorted(seg.atomic_numbers)[:4] == [28, 28, 28, 29]
         np.testing.assert_allclose(seg.cell, np.diag([7.23] * 3))
         assert max(vv_residuals(seg)) < 1e-12
+
+
+@pytest.mark.parametrize("crystal, a, neighbours, distance", [
+    ("zincblende", 5.83, 4, 5.83 * 3**0.5 / 4),   # each In bonded to 4 P
+    ("rocksalt", 5.6, 6, 5.6 / 2),                  # 6 unlike neighbours at a/2
+    ("cesiumchloride", 3.4, 8, 3.4 * 3**0.5 / 2),   # B2: 8 at the body diagonal
+])
+def test_an_ordered_crystal_puts_each_species_on_its_sites(crystal, a, neighbours, distance):
+    """A lattice of LAMMPS can only assign species at random; a crystal orders them: every atom's nearest
+    neighbours are all of the other species, at the crystal's bond length."""
+    from ase.neighborlist import neighbor_list
+
+    from actionmd.data.structures import crystal_atoms
+
+    cfg = load_config("inp-snap", [f"structure={{crystal: {crystal}, species: [In, P], a: {a}, repeat: 2}}"])
+    atoms = crystal_atoms(cfg["structure"])
+    assert len(atoms) == 64 if crystal != "cesiumchloride" else 16
+    assert atoms.get_chemical_symbols().count("In") == len(atoms) // 2
+    i, j, d = neighbor_list("ijd", atoms, distance * 1.05)
+    numbers = atoms.numbers
+    assert np.allclose(d, distance)
+    assert np.all(numbers[i] != numbers[j])
+    assert np.all(np.bincount(i, minlength=len(atoms)) == neighbours)
+
+
+def test_a_crystal_config_names_what_is_wrong():
+    with pytest.raises(ConfigError, match=r"'structure.crystal' 'zinc' is not a crystal.*zincblende"):
+        load_config("inp-snap", ["structure={crystal: zinc, species: [In, P], a: 5.8, repeat: 1}"])
+    with pytest.raises(ConfigError, match=r"each of the 2 basis site\(s\) of zincblende.*species: \[In, P\]"):
+        load_config("inp-snap", ["structure.species=[In]"])
+    with pytest.raises(ConfigError, match=r"'structure.species' \['As'\] not in 'elements'"):
+        load_config("inp-snap", ["structure.species=[In, As]"])
+    with pytest.raises(ConfigError, match=r"'structure.a'.*positive number, got -1"):
+        load_config("inp-snap", ["structure.a=-1"])
+    with pytest.raises(ConfigError, match=r"'compositions' only applies to a lattice or file.*species"):
+        load_config("inp-snap", ["compositions=[{In: 0.5, P: 0.5}]"])
 
 
 def test_langevin_thermostat_option(tmp_path):

@@ -37,9 +37,10 @@ PROTOCOL_DEFAULTS = {
     "record_every": 1,
 }
 THERMOSTATS = ("csvr", "ou", "langevin")
-STRUCTURE_KINDS = ("lattice", "data_file", "file", "water_box")
+STRUCTURE_KINDS = ("lattice", "crystal", "data_file", "file", "water_box")
 STRUCTURE_KEYS = {
     "lattice": {"lattice", "a", "repeat"},
+    "crystal": {"crystal", "species", "a", "c", "repeat"},
     "data_file": {"data_file", "sha256"},
     "file": {"file", "format", "repeat", "sha256"},
     "water_box": {"water_box"},
@@ -220,7 +221,7 @@ def _check_structure(cfg: dict, base_dir: Path) -> None:
         raise ConfigError(
             f"'structure' ({kind}) has unknown key(s) {sorted(extra)}; allowed: {sorted(STRUCTURE_KEYS[kind])}"
         )
-    if kind in ("lattice", "file"):
+    if kind in ("lattice", "crystal", "file"):
         rep = st.get("repeat", [1, 1, 1] if kind == "file" else None)
         if rep is None:
             raise ConfigError("'structure.repeat' is required for a lattice, e.g. repeat: [4, 4, 4]")
@@ -247,6 +248,8 @@ def _check_structure(cfg: dict, base_dir: Path) -> None:
                 f"a lattice structure needs atom_style atomic or charge (got {cfg['atom_style']!r}); "
                 "give a molecular system as a data_file"
             )
+    elif kind == "crystal":
+        _check_crystal(st, cfg)
     elif kind in ("data_file", "file"):
         path = Path(st[kind])
         if not path.is_absolute():
@@ -268,6 +271,29 @@ def _check_structure(cfg: dict, base_dir: Path) -> None:
             raise ConfigError("'structure.water_box' needs atom_style: full")
 
 
+def _check_crystal(st: dict, cfg: dict) -> None:
+    from .structures import CRYSTALS
+
+    name, species = st["crystal"], st.get("species")
+    if name not in CRYSTALS:
+        raise ConfigError(f"'structure.crystal' {name!r} is not a crystal structure actionmd builds; "
+                          f"use one of {sorted(CRYSTALS)} (or a lattice, or a structure file)")
+    example = ", ".join(["In", "P", "P"][:CRYSTALS[name]])
+    if not isinstance(species, list) or len(species) != CRYSTALS[name]:
+        raise ConfigError(f"'structure.species' must list the element of each of the {CRYSTALS[name]} basis site(s) "
+                          f"of {name} (ASE's order), e.g. species: [{example}]; got {species!r}")
+    outside = [el for el in species if el not in cfg["elements"]]
+    if outside:
+        raise ConfigError(f"'structure.species' {outside} not in 'elements' {cfg['elements']}")
+    for key in ("a", "c"):
+        if key == "a" or key in st:
+            value = st.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(f"'structure.{key}' (lattice constant in Å) must be a positive number, got {value!r}")
+    if cfg["atom_style"] not in ("atomic", "charge"):
+        raise ConfigError(f"a crystal structure needs atom_style atomic or charge (got {cfg['atom_style']!r})")
+
+
 def _check_temperatures(temps: Any) -> list[float]:
     if isinstance(temps, (int, float)):
         temps = [temps]
@@ -285,7 +311,8 @@ def _check_compositions(comps: Any, elements: list[str], structure: dict) -> lis
     if not isinstance(comps, list) or not comps:
         raise ConfigError("'compositions' must be a list of mappings element -> fraction")
     if not ("lattice" in structure or "file" in structure):
-        raise ConfigError("'compositions' only applies to a lattice or file structure")
+        raise ConfigError("'compositions' only applies to a lattice or file structure (a crystal's "
+                          "'species' already orders its sites)")
     out = []
     for comp in comps:
         if not isinstance(comp, dict) or not comp:

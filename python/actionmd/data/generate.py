@@ -28,7 +28,7 @@ from .. import __version__
 from .config import conditions, element_mass
 from .lammps_run import Simulation, State, import_lammps, lammps_versions
 from .store import Store, frames_to_arrays
-from .structures import ase_file_data, water_box_data
+from .structures import ase_file_data, atoms_data, crystal_atoms, water_box_data
 from .units import UNITS, FORCE_TO_ACCELERATION
 
 
@@ -71,6 +71,8 @@ def _structure_file(cfg: dict, workdir: str) -> str | None:
                               _seed(cfg["seed"], SEED_STRUCTURE), masses)
     elif "file" in st:
         text = ase_file_data(st["file"], st.get("format"), cfg["elements"], cfg["atom_style"])
+    elif "crystal" in st:
+        text = atoms_data(crystal_atoms(st), cfg["elements"], cfg["atom_style"], f"crystal {st['crystal']}")
     else:
         return None
     Path(path).write_text(text)

@@ -1,4 +1,4 @@
-"""Structures that LAMMPS reads as data files: a flexible-water box and ASE-readable files."""
+"""Structures that LAMMPS reads as data files: a flexible-water box, ordered crystals and ASE-readable files."""
 from __future__ import annotations
 
 import io
@@ -68,19 +68,42 @@ def water_box_data(n_molecules: int, density: float, seed: int, masses: dict[str
     return "\n".join(lines)
 
 
+# ase.build.bulk's crystal structures, plus L1_2 (A3B: ``species`` = [A, B], A on the faces), and how many
+# species each takes: ``species`` names the element of each basis site in ASE's order.
+CRYSTALS = {"sc": 1, "fcc": 1, "bcc": 1, "hcp": 1, "diamond": 1, "zincblende": 2, "rocksalt": 2,
+            "cesiumchloride": 2, "fluorite": 3, "wurtzite": 2, "L1_2": 2}
+
+
+def crystal_atoms(structure: dict):
+    """The ordered crystal of a ``structure: {crystal: ...}`` config as ASE Atoms (conventional cell,
+    repeated): ordered compounds such as zincblende InP, which a LAMMPS lattice cannot give species."""
+    from ase.build import bulk
+    from ase.lattice.compounds import L1_2
+
+    name, species, a = structure["crystal"], structure["species"], structure["a"]
+    if name == "L1_2":
+        atoms = L1_2(symbol=tuple(reversed(species)), latticeconstant=a, size=(1, 1, 1), pbc=True)
+    else:
+        atoms = bulk("".join(species), name, a=a, c=structure.get("c"), cubic=name not in ("hcp", "wurtzite"))
+    return atoms.repeat(structure["repeat"])
+
+
 def ase_file_data(path: str, fmt: str | None, elements: list[str], atom_style: str) -> str:
     """Read any ASE-readable structure and return LAMMPS data-file text (types follow ``elements``)."""
     import ase.io
+
+    return atoms_data(ase.io.read(path, format=fmt), elements, atom_style, f"structure file {path!r}")
+
+
+def atoms_data(atoms, elements: list[str], atom_style: str, source: str) -> str:
+    """LAMMPS data-file text of ASE Atoms (types follow ``elements``; metal units)."""
     from ase.io.lammpsdata import write_lammps_data
 
-    atoms = ase.io.read(path, format=fmt)
     missing = sorted(set(atoms.get_chemical_symbols()) - set(elements))
     if missing:
-        raise ConfigError(
-            f"structure file {path!r} contains element(s) {missing} that are not in 'elements' {elements}"
-        )
+        raise ConfigError(f"{source} contains element(s) {missing} that are not in 'elements' {elements}")
     if not atoms.pbc.all() or atoms.cell.rank < 3:
-        raise ConfigError(f"structure file {path!r} must be fully periodic with a 3D cell")
+        raise ConfigError(f"{source} must be fully periodic with a 3D cell")
     buf = io.StringIO()
     write_lammps_data(buf, atoms, specorder=elements, masses=False, atom_style=atom_style, units="metal")
     return buf.getvalue()
