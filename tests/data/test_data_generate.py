@@ -270,7 +270,7 @@ def test_unknown_builtin_lists_the_valid_ones(tmp_path):
         load_config(cfg)
     r = run_cli("nosuchthing", "--no-progress")
     assert r.returncode == 2
-    assert "neither a config file nor a built-in system; built-in systems: cuni, lj-mixture, ta-snap, water" in r.stderr
+    assert "neither a config file nor a built-in system; built-in systems: cuni, inp-snap, lj-mixture, ta-snap, water" in r.stderr
 
 
 def test_units_lj_is_refused():
