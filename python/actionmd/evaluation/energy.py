@@ -88,7 +88,7 @@ def calculator_energies(traj: Trajectory, calculator, progress: bool = True) -> 
     atoms = Atoms(numbers=traj.numbers, cell=traj.cells[0], pbc=traj.pbc, masses=traj.masses)
     atoms.calc = calculator
     out = np.empty(traj.n_frames)
-    for k in tqdm(range(traj.n_frames), desc="potential energy", disable=not progress, leave=False):
+    for k in tqdm(range(traj.n_frames), desc="potential energy", disable=None if progress else True, leave=False):
         atoms.cell = traj.cells[k]
         atoms.positions = traj.positions[k]
         out[k] = atoms.get_potential_energy()
@@ -245,7 +245,7 @@ def _evaluate_frames(lmp, traj: Trajectory, prisms, triclinic: bool, units, prog
 
     out = np.empty(traj.n_frames)
     previous = None
-    for k in tqdm(range(traj.n_frames), desc=f"LAMMPS energies {Path(traj.source).name}", disable=not progress,
+    for k in tqdm(range(traj.n_frames), desc=f"LAMMPS energies {Path(traj.source).name}", disable=None if progress else True,
                   leave=False):
         box = prisms[k].get_lammps_prism()
         if previous is not None and not np.allclose(box, previous, rtol=0, atol=1e-12):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .side_by_side import GOALS
+from .side_by_side import GOALS, RDF_WITHIN_NOISE, WITHIN_SIGMA, against_noise, noise_verdict
 from .trajectory import EvaluationError
 
 COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
@@ -100,9 +100,43 @@ SUMMARY_HEADER = ["run", "drift [meV/atom/ps]", "fluct. [meV/atom]", "T spread",
 
 
 def text_table(results: dict) -> str:
-    rows = [SUMMARY_HEADER, *summary_rows(results)]
-    widths = [max(len(r[k]) for r in rows) for k in range(len(SUMMARY_HEADER))]
+    return _aligned([SUMMARY_HEADER, *summary_rows(results)])
+
+
+def _aligned(rows: list[list[str]]) -> str:
+    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def verdict_rows(results: dict) -> list[list[str]]:
+    """One row per run, judged against the reference's own noise (side_by_side.against_noise): drift against
+    its absolute goal, per-species temperatures, RDF and diffusion as "within noise" or how far out."""
+    ref = results["runs"][results["reference"]]
+    rows = []
+    for label, run in results["runs"].items():
+        energy = run["energy"]
+        drift = "n/a" if energy is None else (
+            f"{energy['drift_meV_per_atom_ps']:+.3g}" + ("" if abs(energy["drift_meV_per_atom_ps"])
+                                                       <= GOALS["energy_drift"]["threshold"] else " (over 0.1)"))
+        temperatures = " / ".join(f"{t['mean_K']:.0f}" for t in run["temperature"]["per_species"].values())
+        if label == results["reference"]:
+            rows.append([f"{label} (truth)", drift, temperatures, "-", "-", "-"])
+            continue
+        noise, versus = against_noise(run, ref), run["vs_reference"]
+        rows.append([label, drift, f"{temperatures}: {noise_verdict(noise['temperature_sigma'])}",
+                     f"{versus['rdf_l1_max']:.3f}: {noise_verdict(noise['rdf_l1_over_noise'], 'noise')}",
+                     noise_verdict(noise["diffusion_sigma"])])
+    return rows
+
+
+def verdict_header(results: dict) -> list[str]:
+    species = " / ".join(next(iter(results["runs"].values()))["temperature"]["per_species"])
+    return ["run", "drift [meV/atom/ps]", f"T {species} [K] vs truth", "RDF L1 vs truth", "diffusion vs truth"]
+
+
+def verdict_table(results: dict) -> str:
+    """The table of verdict_rows, as aligned text."""
+    return _aligned([verdict_header(results), *verdict_rows(results)])
 
 
 def _md_table(header, rows) -> str:
@@ -118,6 +152,12 @@ def markdown(results: dict, plots: list[Path]) -> str:
              "Definitions: docs/evaluation.md.", "", "## Goals", "",
              "\n".join(f"- {g['text']}" for g in GOALS.values()), "",
              _md_table(SUMMARY_HEADER, summary_rows(results)), ""]
+    if results["reference"]:
+        parts += ["## Against the reference's own noise", "",
+                  f"Temperatures and diffusion within {WITHIN_SIGMA:g} combined standard errors, RDF within "
+                  f"{RDF_WITHIN_NOISE:g} times the L1 distance between the reference's own two halves, are within noise "
+                  "(docs/evaluation.md).", "",
+                  _md_table(verdict_header(results), verdict_rows(results)), ""]
     if results["warnings"]:
         parts += ["## Warnings", "", "\n".join(f"- {w}" for w in results["warnings"]), ""]
     for label, run in results["runs"].items():
