@@ -207,13 +207,13 @@ def test_water_energy_reevaluation_rebuilds_molecules_and_matches_the_generator(
     """The generator's own LAMMPS set-up (bonds from its data file) against evaluation's rebuilt molecules,
     with the atoms shuffled."""
     from actionmd.data.config import load_config
-    from actionmd.data.generate import _structure_file
+    from actionmd.data.lammps_run import structure_file
     from actionmd.data.lammps_run import Simulation
     from actionmd.data.units import UNITS
 
     cfg = load_config("water", ["structure.water_box.molecules=27"])
     with tempfile.TemporaryDirectory() as work:
-        with Simulation(cfg, mpi4py.MPI.COMM_SELF, _structure_file(cfg, work)) as sim:
+        with Simulation(cfg, mpi4py.MPI.COMM_SELF, structure_file(cfg, work)) as sim:
             sim.build(None, 1)
             sim.create_velocities(300.0, 5)
             sim.thermalize(300.0, 3, 100)

@@ -1,5 +1,5 @@
-"""The ``generate`` subcommand.  ``register(subparsers)`` adds it to the main CLI;
-``python -m actionmd.data generate ...`` runs it stand-alone (also under mpirun)."""
+"""The ``generate`` and ``merge-data`` subcommands.  ``register(subparsers)`` adds them to the main CLI;
+``python -m actionmd.data generate ...`` runs them stand-alone (also under mpirun)."""
 from __future__ import annotations
 
 import argparse
@@ -14,12 +14,13 @@ from .config import ConfigError, builtin_systems, load_config
 def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "generate",
-        help="generate reference velocity-Verlet trajectories with LAMMPS",
+        help="generate reference velocity-Verlet trajectories with LAMMPS or an ASE calculator",
         description=(
-            "Run reference velocity-Verlet trajectories with the LAMMPS Python module and store "
-            "them in HDF5 (model units: A, fs, u, eV). CONFIG is a YAML file or a built-in "
-            f"system ({', '.join(builtin_systems())}). Resumable: re-run the same command to "
-            "continue. Under MPI: mpirun -np N actionmd generate CONFIG."
+            "Run reference velocity-Verlet trajectories with the LAMMPS Python module (engine: lammps) or "
+            "an ASE calculator (engine: ase) and store them in HDF5 (model units: A, fs, u, eV). CONFIG is "
+            f"a YAML file or a built-in system ({', '.join(builtin_systems())}). Resumable: re-run the same "
+            "command to continue. Under MPI (LAMMPS): mpirun -np N actionmd generate CONFIG. Conditions "
+            "split over jobs with --part K/N; actionmd merge-data joins the parts."
         ),
     )
     p.add_argument("config", metavar="CONFIG", help="YAML config file or built-in system name")
@@ -28,8 +29,31 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="override a config value, e.g. --set structure.repeat=[2,2,2] "
                         "--set protocol.segments=2 (repeatable)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--part", metavar="K/N",
+                   help="generate only the conditions c with c %% N == K (0 <= K < N), e.g. one job of an array "
+                        "each; join the part files with actionmd merge-data")
     p.set_defaults(func=run)
+    m = subparsers.add_parser(
+        "merge-data", help="join the part files of actionmd generate --part K/N into one reference file",
+        description="Join the part files that `actionmd generate CONFIG --part K/N` wrote into OUTPUT, the file "
+                    "one process would have written. Refuses parts of different configs, overlapping, missing "
+                    "or unfinished conditions.")
+    m.add_argument("output", metavar="OUTPUT", help="the merged HDF5 file to write (must not exist)")
+    m.add_argument("parts", metavar="PART", nargs="+", help="the part files")
+    m.set_defaults(func=run_merge)
     return p
+
+
+def run_merge(args) -> int:
+    from .merge import merge_parts
+
+    try:
+        out = merge_parts(args.output, args.parts)
+    except ConfigError as exc:
+        print(f"actionmd merge-data: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{out}: merged {len(args.parts)} part(s)")
+    return 0
 
 
 _received: list[int] = []  # signals seen during this run: a dropped StopRequested still stops it
@@ -61,15 +85,16 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
-    from .generate import StopRequested, generate
-    from .lammps_run import LammpsError
+    from .generate import StopRequested, generate, parse_part
+    from .protocol import EngineError
 
     output = None
     try:
+        part = parse_part(getattr(args, "part", None))
         cfg = load_config(args.config, args.overrides)
         output = args.output or cfg.get("output") or f"{Path(args.config).stem}.h5"
-        generate(cfg, output, progress=not args.no_progress, stop_requested=lambda: bool(_received))
-    except (StopRequested, KeyboardInterrupt, ConfigError, LammpsError) as exc:
+        generate(cfg, output, progress=not args.no_progress, stop_requested=lambda: bool(_received), part=part)
+    except (StopRequested, KeyboardInterrupt, ConfigError, EngineError) as exc:
         comm = _mpi_world()
         if _received or isinstance(exc, (StopRequested, KeyboardInterrupt)):
             signum = _received[0] if _received else signal.SIGINT

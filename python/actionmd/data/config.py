@@ -23,10 +23,14 @@ from .units import UNITS
 SYSTEMS_DIR = Path(__file__).resolve().parent.parent / "systems"
 
 TOP_KEYS = {
-    "system", "description", "units", "atom_style", "elements", "masses", "structure",
-    "potential", "temperatures", "compositions", "protocol", "seed", "output",
+    "system", "description", "engine", "units", "atom_style", "elements", "masses", "structure",
+    "potential", "calculator", "temperatures", "compositions", "protocol", "seed", "output",
 }
-REQUIRED = ["units", "elements", "structure", "potential", "temperatures", "protocol"]
+ENGINES = ("lammps", "ase")
+REQUIRED = {"lammps": ["units", "elements", "structure", "potential", "temperatures", "protocol"],
+            "ase": ["elements", "structure", "calculator", "temperatures", "protocol"]}
+CALCULATOR_KEYS = {"factory", "file", "kwargs", "sha256"}
+ASE_LATTICES = ("fcc", "bcc", "sc", "diamond", "hcp")  # LAMMPS lattice styles ase.build.bulk also builds
 PROTOCOL_DEFAULTS = {
     "thermostat": "csvr",
     "thermostat_damp": None,  # fs; default 100 dt
@@ -49,7 +53,7 @@ STRUCTURE_KEYS = {
 # File paths are not hashed either: the file's sha256 is, so a moved project still resumes.
 NOT_HASHED = {
     ("protocol", "segments"), ("output",), ("description",),
-    ("structure", "data_file"), ("structure", "file"),
+    ("structure", "data_file"), ("structure", "file"), ("calculator", "file"),
 }
 
 
@@ -132,6 +136,8 @@ def resolve_config(raw: dict, base_dir: Path | str = ".") -> dict:
         builtin = _read_yaml(systems[name])
         if any(kind in cfg.get("structure", {}) for kind in STRUCTURE_KINDS):
             builtin.pop("structure", None)  # a structure of one's own replaces, never merges
+        if cfg.get("engine") == "ase":  # the built-in's LAMMPS lines give way to the config's calculator
+            builtin.pop("potential", None)
         cfg = _merge(builtin, {k: v for k, v in cfg.items() if k != "system"})
         cfg["system"] = name
 
@@ -140,7 +146,15 @@ def resolve_config(raw: dict, base_dir: Path | str = ".") -> dict:
         raise ConfigError(
             f"unknown config key(s) {sorted(unknown)}; allowed keys: {sorted(TOP_KEYS)}"
         )
-    missing = [k for k in REQUIRED if k not in cfg]
+    engine = cfg.setdefault("engine", "lammps")
+    if engine not in ENGINES:
+        raise ConfigError(f"'engine' must be one of {list(ENGINES)}, got {engine!r}")
+    if engine == "ase":
+        _check_ase_engine(cfg)
+    elif "calculator" in cfg:
+        raise ConfigError("'calculator' is for engine: ase; add engine: ase to run it, or remove 'calculator' "
+                          "to run the LAMMPS 'potential' lines")
+    missing = [k for k in REQUIRED[engine] if k not in cfg]
     if missing:
         raise ConfigError(
             f"config is missing required key(s) {missing}; see docs/data.md for the format "
@@ -171,7 +185,10 @@ def resolve_config(raw: dict, base_dir: Path | str = ".") -> dict:
     if not isinstance(masses, dict) or any(el not in elements for el in masses):
         raise ConfigError("'masses' must map elements listed in 'elements' to masses in u")
 
-    _check_potential(cfg)
+    if engine == "lammps":
+        _check_potential(cfg)
+    else:
+        _check_calculator(cfg, base_dir)
     _check_structure(cfg, base_dir)
     cfg["temperatures"] = _check_temperatures(cfg["temperatures"])
     cfg["compositions"] = _check_compositions(cfg.get("compositions"), elements, cfg["structure"])
@@ -204,6 +221,55 @@ def _check_potential(cfg: dict) -> None:
                 "appear among the potential lines (set it through the config keys instead)"
             )
     cfg["potential"] = pot
+
+
+def _check_ase_engine(cfg: dict) -> None:
+    """engine: ase computes in ASE units (eV, Å) with the config's calculator: no LAMMPS lines, no other units."""
+    if "potential" in cfg:
+        raise ConfigError("'potential' holds LAMMPS lines, which engine: ase does not run; give the ASE calculator as "
+                          "calculator: {factory: 'ase.calculators.emt:EMT'} (or {file: my_calc.py}), or use engine: lammps")
+    units = cfg.setdefault("units", "metal")
+    if units != "metal":
+        raise ConfigError(f"engine: ase computes in ASE units (eV, Å), so 'units' {units!r} does not apply; "
+                          "remove 'units' (or set units: metal)")
+    st = cfg.get("structure")
+    if isinstance(st, dict) and "water_box" in st:
+        raise ConfigError("'structure.water_box' builds a LAMMPS molecular topology (bonds, angles) that an ASE "
+                          "calculator does not use; give the water as a structure file (file: water.xyz) for engine: ase")
+    if isinstance(st, dict) and "lattice" in st and st["lattice"] not in ASE_LATTICES:
+        raise ConfigError(f"'structure.lattice' {st['lattice']!r}: engine: ase builds the lattices {list(ASE_LATTICES)}; "
+                          "give other structures as a crystal or a structure file")
+
+
+def _check_calculator(cfg: dict, base_dir: Path) -> None:
+    """``calculator: {factory: 'module:Name', kwargs: {...}}`` or ``{file: my_calc.py}`` (defines
+    ``make_calculator(**kwargs)``); a file is hashed by content (its ``sha256``), not by path."""
+    calc = cfg["calculator"]
+    example = "calculator: {factory: 'ase.calculators.emt:EMT', kwargs: {}} or calculator: {file: my_calc.py}"
+    if not isinstance(calc, dict) or ("factory" in calc) == ("file" in calc):
+        raise ConfigError(f"'calculator' needs exactly one of 'factory' or 'file', e.g. {example}")
+    extra = set(calc) - CALCULATOR_KEYS
+    if extra:
+        raise ConfigError(f"'calculator' has unknown key(s) {sorted(extra)}; allowed: factory or file, and kwargs")
+    kwargs = calc.setdefault("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise ConfigError(f"'calculator.kwargs' must be a mapping of keyword arguments, got {kwargs!r}")
+    if "factory" in calc:
+        factory = calc["factory"]
+        module, _, name = factory.partition(":") if isinstance(factory, str) else ("", "", "")
+        if not module or not name:
+            raise ConfigError(f"'calculator.factory' must be 'package.module:Name' (a class or function that "
+                              f"returns an ASE calculator), e.g. 'ase.calculators.emt:EMT'; got {factory!r}")
+        calc.pop("sha256", None)
+        return
+    path = Path(str(calc["file"]))
+    if not path.is_absolute():
+        path = (base_dir / path).resolve()
+    if not path.is_file():
+        raise ConfigError(f"'calculator.file': file {str(path)!r} does not exist (a Python file that defines "
+                          "make_calculator(), relative to the config file)")
+    calc["file"] = str(path)
+    calc["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _check_structure(cfg: dict, base_dir: Path) -> None:
@@ -385,8 +451,11 @@ def _flatten(d: Any, prefix: tuple = ()) -> dict:
 
 
 def hashed_view(cfg: dict) -> dict:
-    """The flattened part of a resolved config that determines finished data."""
+    """The flattened part of a resolved config that determines finished data (``engine: lammps`` counts as
+    absent: files made before engines existed resume)."""
     flat = _flatten(cfg)
+    if flat.get(("engine",)) == "lammps":
+        del flat[("engine",)]
     return {".".join(map(str, k)): v for k, v in flat.items() if k not in NOT_HASHED}
 
 

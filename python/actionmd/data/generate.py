@@ -1,44 +1,43 @@
-"""``actionmd generate``: reference velocity-Verlet trajectories from LAMMPS, stored in HDF5.
+"""``actionmd generate``: reference velocity-Verlet trajectories from LAMMPS or an ASE calculator, in HDF5.
 
 Protocol, per condition (composition x temperature):
 
-1. build the system, draw Maxwell-Boltzmann velocities at T (``velocity ... loop geom``),
-   equilibrate ``equilibration_steps`` with the thermostat (CSVR by default);
+1. build the system, draw Maxwell-Boltzmann velocities at T, equilibrate ``equilibration_steps``
+   with the thermostat (CSVR by default);
 2. for each segment k: thermostat for ``decorrelation_steps`` (fresh seed per segment) from
    the end of the previous phase, switch the thermostat off, and record ``segment_steps``
    of plain NVE velocity Verlet, a frame every ``record_every`` steps.
 
-Each phase runs in a fresh LAMMPS instance started from the exact stored state of the
-previous one, so a resumed run is bit-for-bit the uninterrupted one.  Under MPI every rank
-runs this code; rank 0 alone reads and writes the file.
+This module runs the protocol, the file and the progress for either engine; an engine object
+(lammps_run.LammpsEngine, ase_engine.AseEngine) runs the phases.  Each phase starts afresh from
+the exact stored state of the previous one, so a resumed run is bit-for-bit the uninterrupted one.
+Under MPI (LAMMPS engine) every rank runs this code; rank 0 alone reads and writes the file.
 """
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from ase.data import atomic_numbers
 
 from .. import __version__
-from .config import conditions, element_mass
-from .lammps_run import Simulation, State, import_lammps, lammps_versions
+from .config import ConfigError, conditions
+from .protocol import SEED_COMPOSITION, SEED_EQ_THERMOSTAT, SEED_EQ_VELOCITY, SEED_SEGMENT, seed
 from .store import Store, frames_to_arrays
-from .structures import ase_file_data, atoms_data, crystal_atoms, water_box_data
-from .units import UNITS, FORCE_TO_ACCELERATION
+from .units import FORCE_TO_ACCELERATION
 
 
-def _seed(base: int, *key: int) -> int:
-    """A seed every LAMMPS RNG accepts (1 .. 9e8, Marsaglia) from the config seed and a key."""
-    state = np.random.SeedSequence(base, spawn_key=key).generate_state(1)[0]
-    return int(state % 899_999_999) + 1
+def make_engine(cfg: dict, comm=None):
+    """The engine object of the config's ``engine``."""
+    if cfg.get("engine", "lammps") == "ase":
+        from .ase_engine import AseEngine
 
+        return AseEngine(cfg)
+    from .lammps_run import LammpsEngine
 
-SEED_EQ_VELOCITY, SEED_EQ_THERMOSTAT, SEED_COMPOSITION, SEED_SEGMENT, SEED_STRUCTURE = range(5)
+    return LammpsEngine(cfg, comm)
 
 
 class _Collective:
@@ -60,23 +59,18 @@ class _Collective:
         return result
 
 
-def _structure_file(cfg: dict, workdir: str) -> str | None:
-    st = cfg["structure"]
-    if "data_file" in st:
-        return st["data_file"]
-    path = os.path.join(workdir, "structure.data")
-    if "water_box" in st:
-        masses = {el: element_mass(cfg, el) for el in ("O", "H")}
-        text = water_box_data(st["water_box"]["molecules"], st["water_box"]["density"],
-                              _seed(cfg["seed"], SEED_STRUCTURE), masses)
-    elif "file" in st:
-        text = ase_file_data(st["file"], st.get("format"), cfg["elements"], cfg["atom_style"])
-    elif "crystal" in st:
-        text = atoms_data(crystal_atoms(st), cfg["elements"], cfg["atom_style"], f"crystal {st['crystal']}")
-    else:
+def parse_part(text: str | None) -> tuple[int, int] | None:
+    """``--part K/N`` -> (K, N): this process generates the conditions c with c % N == K."""
+    if text is None:
         return None
-    Path(path).write_text(text)
-    return path
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        k = n = -1
+    if not 0 <= k < n:
+        raise ConfigError(f"--part {text!r}: give K/N with 0 <= K < N, e.g. --part 0/4 ... --part 3/4 "
+                          "(condition c goes to part c % N)")
+    return k, n
 
 
 def _segment_arrays(frames, origin, cell, masses, units, proto) -> dict:
@@ -94,39 +88,46 @@ class StopRequested(BaseException):
 
 def generate(cfg: dict, output: str | Path, *, progress: bool = True,
              stop_after_segments: int | None = None, comm=None,
-             stop_requested: Callable[[], bool] | None = None) -> Path:
+             stop_requested: Callable[[], bool] | None = None, part: tuple[int, int] | None = None) -> Path:
     """Generate (or resume) the reference file ``output`` for the resolved config ``cfg``.
 
     ``stop_after_segments`` stops after that many newly written segments, as a kill would
     (used by the resume tests).  ``stop_requested`` is polled at every progress tick (a few dozen
-    times per segment); True on any rank raises StopRequested on every rank.  Returns the output path.
+    times per segment); True on any rank raises StopRequested on every rank.  ``part`` = (K, N)
+    generates only the conditions c with c % N == K (``actionmd merge-data`` joins the parts).
+    Returns the output path.
     """
-    MPI, lammps = import_lammps()
-    comm = comm if comm is not None else MPI.COMM_WORLD
+    engine = make_engine(cfg, comm)
+    comm = engine.comm
     rank0 = comm.rank == 0
     on_rank0 = _Collective(comm)
-    units = UNITS[cfg["units"]]
     proto = cfg["protocol"]
     conds = conditions(cfg)
     output = Path(output)
+    mine = list(range(len(conds)))
+    if part is not None:
+        mine = [c for c in mine if c % part[1] == part[0]]
+        if not mine:
+            raise ConfigError(f"--part {part[0]}/{part[1]}: the config has {len(conds)} condition(s), so part "
+                              f"{part[0]} would hold none; use N <= {len(conds)}")
 
     metadata = {
-        "actionmd_version": __version__, **lammps_versions(),
-        "lammps_units": cfg["units"], "units": "positions A, momenta u*A/fs, time fs, masses u, "
-        "energies eV, forces eV/A", "dt_fs": proto["dt"], "record_every": proto["record_every"],
+        "actionmd_version": __version__, "engine": cfg.get("engine", "lammps"), **engine.metadata(),
+        "units": "positions A, momenta u*A/fs, time fs, masses u, energies eV, forces eV/A",
+        "dt_fs": proto["dt"], "record_every": proto["record_every"],
         "frame_interval_fs": proto["dt"] * proto["record_every"], "seed": cfg["seed"],
-        "potential_json": json.dumps(cfg["potential"]), "elements_json": json.dumps(cfg["elements"]),
-        "system": cfg.get("system") or "", "thermostat": proto["thermostat"],
-        "mpi_ranks_first_run": comm.size, "codata_force_to_acceleration": FORCE_TO_ACCELERATION,
+        "elements_json": json.dumps(cfg["elements"]), "system": cfg.get("system") or "",
+        "thermostat": proto["thermostat"], "codata_force_to_acceleration": FORCE_TO_ACCELERATION,
+        **({"part": f"{part[0]}/{part[1]}"} if part is not None else {}),
     }
-    store = on_rank0(lambda: Store(output, cfg, metadata))
+    store = on_rank0(lambda: Store(output, cfg, metadata, engine.state_class))
     plan = on_rank0(lambda: store.plan(len(conds)))
 
     per_segment = proto["decorrelation_steps"] + proto["segment_steps"]
     total = sum(
-        (0 if p["state"] is not None else proto["equilibration_steps"])
-        + max(0, proto["segments"] - p["next_segment"]) * per_segment
-        for p in plan
+        (0 if plan[c]["state"] is not None else proto["equilibration_steps"])
+        + max(0, proto["segments"] - plan[c]["next_segment"]) * per_segment
+        for c in mine
     )
     bar = None
     if rank0 and progress:
@@ -136,56 +137,31 @@ def generate(cfg: dict, output: str | Path, *, progress: bool = True,
     def tick(n: int) -> None:
         # every rank polls and all agree, so that they unwind together (a rank left waiting in a
         # collective call would hang the job until the scheduler's SIGKILL)
-        if stop_requested is not None and comm.allreduce(int(stop_requested()), op=MPI.MAX):
+        if stop_requested is not None and comm.allreduce(int(stop_requested()), op=engine.max_op):
             raise StopRequested()
         if bar is not None:
             bar.update(n)
 
     written = 0
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="actionmd-gen-") as tmp:
-        structure = on_rank0(_structure_file, cfg, tmp)
+    with engine.session(on_rank0):
         try:
-            for c, cond in enumerate(conds):
-                state = plan[c]["state"]
-                comp_seed = _seed(cfg["seed"], c, SEED_COMPOSITION)
+            for c in mine:
+                cond, state = conds[c], plan[c]["state"]
+                seeds = {"velocity": seed(cfg["seed"], c, SEED_EQ_VELOCITY),
+                         "thermostat": seed(cfg["seed"], c, SEED_EQ_THERMOSTAT),
+                         "composition": seed(cfg["seed"], c, SEED_COMPOSITION)}
                 if bar is not None:
                     bar.set_postfix_str(f"condition {c + 1}/{len(conds)} T={cond['temperature']:g} K")
                 if state is None:
-                    with Simulation(cfg, comm, structure) as sim:
-                        sim.build(cond["composition"], comp_seed)
-                        sim.check()
-                        seeds = {"velocity": _seed(cfg["seed"], c, SEED_EQ_VELOCITY),
-                                 "thermostat": _seed(cfg["seed"], c, SEED_EQ_THERMOSTAT),
-                                 "composition": comp_seed}
-                        sim.create_velocities(cond["temperature"], seeds["velocity"])
-                        sim.thermalize(cond["temperature"], seeds["thermostat"],
-                                       proto["equilibration_steps"], tick)
-                        state = sim.state()
-                        types = state.type
-                        z = np.array([atomic_numbers[cfg["elements"][t - 1]] for t in types])
-                        masses = sim.per_type_masses()[types - 1]
-                        origin, cell = sim.cell()
-                        ftm2v = float(sim.lmp.extract_global("ftm2v"))
-                    on_rank0(lambda: store.write_condition(
-                        c, cond, atomic_numbers=z, masses=masses, types=types, origin=origin, cell=cell,
-                        seeds=seeds, equilibrated=state,
-                        force_to_acceleration=units.force_to_acceleration(ftm2v)))
+                    state, static = engine.equilibrate({**cond, "index": c}, seeds, tick)
+                    on_rank0(lambda: store.write_condition(c, cond, seeds=seeds, equilibrated=state, **static))
                 for k in range(plan[c]["next_segment"], proto["segments"]):
-                    seg_seed = _seed(cfg["seed"], c, SEED_SEGMENT, k)
-                    with Simulation(cfg, comm, structure) as sim:
-                        sim.build(cond["composition"], comp_seed)
-                        sim.check()
-                        sim.restore(state)
-                        sim.thermalize(cond["temperature"], seg_seed, proto["decorrelation_steps"], tick)
-                        frames = sim.record(proto["segment_steps"], proto["record_every"], tick)
-                        masses = sim.per_type_masses()[state.type - 1]
-                        origin, cell = sim.cell()
-                        last = frames[-1]
-                        state = State(x=last.x, v=last.v, image=last.image.astype(np.int32),
-                                      type=state.type)
+                    seg_seed = seed(cfg["seed"], c, SEED_SEGMENT, k)
+                    frames, state, (origin, cell, masses) = engine.segment(
+                        {**cond, "index": c}, k, seeds, state, seg_seed, tick)
                     on_rank0(lambda: store.write_segment(
-                        c, k, _segment_arrays(frames, origin, cell, masses, units, proto),
+                        c, k, _segment_arrays(frames, origin, cell, masses, engine.units, proto),
                         state, {"thermostat_seed": seg_seed, "n_frames": len(frames)}))
                     written += 1
                     if stop_after_segments is not None and written >= stop_after_segments:
@@ -194,8 +170,9 @@ def generate(cfg: dict, output: str | Path, *, progress: bool = True,
             if bar is not None:
                 bar.close()
     if rank0:  # also without a progress bar: the one line a batch log needs
-        held = sum(max(p["next_segment"], proto["segments"]) for p in plan) if conds else 0
+        held = sum(max(plan[c]["next_segment"], proto["segments"]) for c in mine)
+        which = f" (part {part[0]}/{part[1]})" if part is not None else ""
         print(f"{output}: {written} new segment(s) in {time.perf_counter() - t0:.1f} s; it holds {held} "
-              f"segment(s) over {len(conds)} condition(s)"
+              f"segment(s) over {len(mine)} condition(s){which}"
               + ("" if written else f" (protocol.segments={proto['segments']} per condition asks for no more)"))
     return output

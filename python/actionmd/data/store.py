@@ -8,6 +8,7 @@ the next open.  SIGINT/SIGTERM arriving during a write are held until the write 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import json
 import signal
@@ -22,7 +23,6 @@ from .lammps_run import Frame, State
 
 FORMAT = "actionmd-reference"
 FORMAT_VERSION = 1
-STATE_KEYS = ("x", "v", "image", "type")
 
 
 @contextlib.contextmanager
@@ -69,9 +69,15 @@ def segment_name(k: int) -> str:
 
 
 class Store:
-    def __init__(self, path: str | Path, cfg: dict, metadata: dict):
+    """``state_class``: the engine's exact resume state (a dataclass of arrays, with a ``NOTE``).
+    ``metadata["part"]`` (``K/N``, when given) must match an existing file's, so that one part's command never
+    resumes another part's file."""
+
+    def __init__(self, path: str | Path, cfg: dict, metadata: dict, state_class=State):
         self.path = Path(path)
         self.cfg = cfg
+        self.state_class = state_class
+        self.part = metadata.get("part", "")
         if self.path.exists() and self.path.stat().st_size > 0 and not self._check_existing():
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +105,11 @@ class Store:
                     f"{self.path} exists and is not an actionmd reference file; choose another output"
                 )
             old = json.loads(f.attrs["config_json"])
+            if f.attrs.get("part", "") != self.part:
+                held = f"part {f.attrs['part']}" if f.attrs.get("part", "") else "every condition (no --part)"
+                raise ConfigError(f"{self.path} holds {held}; this run is "
+                                  + (f"part {self.part}" if self.part else "without --part")
+                                  + ": give the same --part as the command that started the file, or another output")
             if f.attrs["config_digest"] != config_digest(self.cfg):
                 if not any(name.startswith("segment_") and not name.endswith(".partial")
                            for c in f.values() for name in c):
@@ -134,7 +145,7 @@ class Store:
                     if done != list(range(len(done))):
                         raise ConfigError(f"{self.path}:{cname} has non-contiguous segments {done}; file damaged")
                     last = g[segment_name(done[-1])]["final_state"] if done else g["equilibrated"]
-                    entry = {"next_segment": len(done), "state": _read_state(last)}
+                    entry = {"next_segment": len(done), "state": _read_state(last, self.state_class)}
                 out.append(entry)
         return out
 
@@ -175,14 +186,14 @@ class Store:
             _write_state(g.create_group("final_state"), final)
 
 
-def _write_state(g, state: State) -> None:
-    g.attrs["note"] = "exact LAMMPS state (LAMMPS units, wrapped x + image) for resuming; not training data"
-    for key in STATE_KEYS:
-        g.create_dataset(key, data=getattr(state, key))
+def _write_state(g, state) -> None:
+    g.attrs["note"] = state.NOTE
+    for field in dataclasses.fields(state):
+        g.create_dataset(field.name, data=getattr(state, field.name))
 
 
-def _read_state(g) -> State:
-    return State(**{key: g[key][()] for key in STATE_KEYS})
+def _read_state(g, state_class):
+    return state_class(**{field.name: g[field.name][()] for field in dataclasses.fields(state_class)})
 
 
 def frames_to_arrays(frames: list[Frame], origin, cell, masses, units) -> dict:

@@ -99,11 +99,16 @@ def atoms_data(atoms, elements: list[str], atom_style: str, source: str) -> str:
     """LAMMPS data-file text of ASE Atoms (types follow ``elements``; metal units)."""
     from ase.io.lammpsdata import write_lammps_data
 
+    check_atoms(atoms, elements, source)
+    buf = io.StringIO()
+    write_lammps_data(buf, atoms, specorder=elements, masses=False, atom_style=atom_style, units="metal")
+    return buf.getvalue()
+
+
+def check_atoms(atoms, elements: list[str], source: str) -> None:
+    """A structure's elements must be among the config's, and its cell fully periodic and 3D."""
     missing = sorted(set(atoms.get_chemical_symbols()) - set(elements))
     if missing:
         raise ConfigError(f"{source} contains element(s) {missing} that are not in 'elements' {elements}")
     if not atoms.pbc.all() or atoms.cell.rank < 3:
         raise ConfigError(f"{source} must be fully periodic with a 3D cell")
-    buf = io.StringIO()
-    write_lammps_data(buf, atoms, specorder=elements, masses=False, atom_style=atom_style, units="metal")
-    return buf.getvalue()

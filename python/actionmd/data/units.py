@@ -1,4 +1,4 @@
-"""Conversion from LAMMPS unit systems to actionmd model units.
+"""Conversion from LAMMPS unit systems (and ASE's, for the ASE engine) to actionmd model units.
 
 Model units (the whole project uses them): positions Å, time fs, masses u (g/mol),
 energies eV, forces eV/Å, momenta u·Å/fs.  Only LAMMPS ``metal`` and ``real`` are
@@ -51,3 +51,14 @@ UNITS = {
     "metal": LammpsUnits("metal", fs_per_time=1000.0, ev_per_energy=1.0),
     "real": LammpsUnits("real", fs_per_time=1.0, ev_per_energy=KCAL_MOL_IN_EV),
 }
+
+
+def _ase_units() -> LammpsUnits:
+    """ASE's units, in which the ASE engine integrates: Å, eV, u, time Å·(u/eV)^½ = 1/ase.units.fs fs (≈ 10.18 fs);
+    its force-to-acceleration constant (``ftm2v``) is 1."""
+    from ase import units
+
+    return LammpsUnits("ase", fs_per_time=1.0 / units.fs, ev_per_energy=1.0)
+
+
+ASE_UNITS = _ase_units()

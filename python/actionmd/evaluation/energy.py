@@ -164,12 +164,12 @@ def _types(traj: Trajectory, cfg: dict) -> np.ndarray:
 
 def _type_charges(cfg: dict, work: str) -> np.ndarray:
     """Charge of each atom type (e), as the generator's structure assigns them (data files, water box)."""
-    from ..data.generate import _structure_file
+    from ..data.lammps_run import structure_file
 
     n_types = len(cfg["elements"])
     if not any(kind in cfg.get("structure", {}) for kind in ("data_file", "file", "water_box")):
         return np.zeros(n_types)  # a lattice: charges, if any, come from the potential lines (set ...)
-    path = _structure_file(cfg, work)
+    path = structure_file(cfg, work)
     lmp = new_lammps()
     try:
         for line in (f"units {cfg['units']}", f"atom_style {cfg['atom_style']}", "atom_modify map yes",
