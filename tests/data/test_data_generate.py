@@ -17,22 +17,11 @@ from actionmd.data.config import builtin_systems, load_config
 from actionmd.data.generate import StopRequested, generate
 from actionmd.data.lammps_run import LammpsError
 
-from amd_data_helpers import BIN, cli_overrides, run_cli, tiny_config
+from amd_data_helpers import BIN, assert_same_file, cli_overrides, run_cli, tiny_config, vv_residuals
 
 
 def test_builtin_systems_are_listed():
     assert {"lj-mixture", "water", "cuni", "ta-snap", "inp-snap"} <= set(builtin_systems())
-
-
-def vv_residuals(seg):
-    """Max |q' - (q + dt p/m + dt² a/2)| and |p' - (p + dt m (a + a')/2)| over a segment."""
-    dt = seg.frame_interval_fs
-    m = seg.masses[None, :, None]
-    a = seg.force_to_acceleration * seg.forces / m
-    q, p = seg.positions, seg.momenta
-    dq = q[1:] - (q[:-1] + dt * p[:-1] / m + 0.5 * dt**2 * a[:-1])
-    dp = p[1:] - (p[:-1] + 0.5 * dt * m * (a[:-1] + a[1:]))
-    return np.abs(dq).max(), np.abs(dp).max()
 
 
 @pytest.mark.parametrize("system, n_atoms, n_conditions", [
@@ -107,28 +96,6 @@ def test_lj_units_and_cell(lj_file):
     kb = 8.617333262e-5
     ratios = [2 * s.kinetic_energy().mean() / ((3 * s.n_atoms - 3) * kb) / s.temperature_K for s in ds.segments]
     assert all(0.75 < r < 1.4 for r in ratios), ratios
-
-
-def _file_contents(path):
-    out = {}
-    with h5py.File(path) as f:
-        out["/"] = {k: v for k, v in f.attrs.items() if k != "created_utc"}
-        def visit(name, obj):
-            out[name + "@attrs"] = dict(obj.attrs)
-            if isinstance(obj, h5py.Dataset):
-                out[name] = obj[()]
-        f.visititems(visit)
-    return out
-
-
-def assert_same_file(a, b):
-    ca, cb = _file_contents(a), _file_contents(b)
-    assert ca.keys() == cb.keys()
-    for key in ca:
-        if isinstance(ca[key], np.ndarray):
-            np.testing.assert_array_equal(ca[key], cb[key], err_msg=key)  # bit for bit
-        else:
-            assert ca[key] == cb[key], key
 
 
 def test_resume_after_interruptions_is_bitwise_identical(tmp_path, lj_file):

@@ -145,14 +145,13 @@ class AseEngine:
     # ------------------------------------------------------------------ phases
     def equilibrate(self, condition: dict, seeds: dict, tick) -> tuple[AseState, dict]:
         """Build, draw velocities, thermalize; the state and what the condition's group stores."""
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+        from ase.md.velocitydistribution import Stationary, thermalize_momenta
 
         where = f"condition {condition['index']} (T={condition['temperature']:g} K), equilibration"
         types, positions, cell = self._structure(condition["composition"], seeds["composition"])
         atoms = self._atoms(types, positions, cell, None)
         forces = self._first_forces(atoms, where)
-        MaxwellBoltzmannDistribution(atoms, temperature_K=condition["temperature"],
-                                     rng=np.random.default_rng(seeds["velocity"]))
+        thermalize_momenta(atoms, condition["temperature"], rng=np.random.default_rng(seeds["velocity"]))
         Stationary(atoms)
         self._thermalize(atoms, forces, condition["temperature"], seeds["thermostat"],
                          self.proto["equilibration_steps"], tick, where)
@@ -234,9 +233,14 @@ class AseEngine:
         """The calculator's first energy and forces on a phase's structure: what it cannot do is said here."""
         species = sorted(set(atoms.get_chemical_symbols()))
         name = describe(self.cfg["calculator"])
+        from ase.calculators.calculator import PropertyNotImplementedError
+
         try:
             forces = atoms.get_forces()
             energy = atoms.get_potential_energy()
+        except PropertyNotImplementedError as exc:
+            raise EngineError(f"{where}: the calculator {name} does not compute energy and forces ({_one_line(exc)}); "
+                              "molecular dynamics needs a calculator that implements 'energy' and 'forces'") from None
         except Exception as exc:  # a calculator's own error: NotImplementedError for an element EMT lacks, ...
             raise EngineError(f"{where}: the calculator {name} failed on the structure (species {', '.join(species)}): "
                               f"{_one_line(exc)}; use a calculator that covers these species and conditions") from None
@@ -300,7 +304,11 @@ class AseEngine:
         """``n`` steps of ``dyn``; a non-finite force or an absurd move stops the run, naming the step."""
         for i in range(n):
             before = atoms.get_positions()
-            forces = dyn.step(forces)
+            try:
+                forces = dyn.step(forces)
+            except Exception as exc:  # the calculator's: out of memory, a lost server, ...
+                raise EngineError(f"{where}, step {done + i + 1}: the calculator {describe(self.cfg['calculator'])} "
+                                  f"failed: {_one_line(exc)}") from exc
             moved = np.sqrt(((atoms.positions - before) ** 2).sum(axis=1)).max()
             if not np.isfinite(forces).all():
                 raise EngineError(f"{where}, step {done + i + 1}: non-finite forces (NaN/inf); {BLEW_UP}")

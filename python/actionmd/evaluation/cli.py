@@ -22,8 +22,9 @@ def register(subparsers):
     p.add_argument("--reference-label", default="reference", metavar="LABEL",
                    help="the reference run's name in tables and plots (default: reference)")
     p.add_argument("--system", metavar="NAME|YAML",
-                   help="re-evaluate energies with this system's LAMMPS potential (built-in name or config YAML); "
-                        "also supplies dump element types, units and masses")
+                   help="re-evaluate energies with this system's LAMMPS potential, or its ASE calculator for a "
+                        "config with engine: ase (built-in name or config YAML); also supplies dump element types, "
+                        "units and masses")
     p.add_argument("--interval", type=float, metavar="FS", help="time between frames of the runs [fs]")
     p.add_argument("--reference-interval", type=float, metavar="FS",
                    help="the same for --reference (the runs' --interval does not apply to it)")

@@ -31,9 +31,15 @@ def load_system(system) -> dict:
     """A config (built-in name, YAML path or dict) reduced to what re-evaluation needs.
 
     A dict may be a whole config (e.g. the ``config_json`` of a dataset) or just ``units``,
-    ``elements``, ``potential`` and optionally ``atom_style``, ``masses``, ``structure``.
+    ``elements``, ``potential`` and optionally ``atom_style``, ``masses``, ``structure``.  A dict never
+    names an ASE calculator (``engine: ase``): a calculator is code, built only from a config file the
+    user passes (a data file's stored config is data); give the file, or ``calculator=`` to evaluate().
     """
     if isinstance(system, dict):
+        if system.get("engine") == "ase":
+            raise ConfigError("a system given as a mapping (such as a data file's stored config) cannot build an "
+                              "ASE calculator, which is code; give the config file (--system CONFIG.yaml) or pass "
+                              "calculator= to evaluate()")
         cfg = dict(system)
         missing = [k for k in ("units", "elements", "potential") if k not in cfg]
         if missing:
@@ -93,6 +99,17 @@ def calculator_energies(traj: Trajectory, calculator, progress: bool = True) -> 
         atoms.positions = traj.positions[k]
         out[k] = atoms.get_potential_energy()
     return out
+
+
+def system_energies(traj: Trajectory, cfg: dict, name: str, progress: bool = True) -> tuple[np.ndarray, str]:
+    """Potential energies (eV) under a loaded system (``load_system``), and where they come from: its ASE
+    calculator (engine: ase) or its LAMMPS potential lines."""
+    if cfg.get("engine") == "ase":
+        from ..data.ase_engine import describe, make_calculator
+
+        return (calculator_energies(traj, make_calculator(cfg["calculator"]), progress),
+                f"ASE calculator {describe(cfg['calculator'])}, system {name}")
+    return lammps_energies(traj, cfg, progress), f"LAMMPS, system {name}"
 
 
 def lammps_energies(traj: Trajectory, system, progress: bool = True) -> np.ndarray:

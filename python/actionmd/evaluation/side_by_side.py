@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from .dynamics import dynamics, spectrum_l1
-from .energy import calculator_energies, energy_summary, kinetic_energy, lammps_energies, load_system, system_name
+from .energy import calculator_energies, energy_summary, kinetic_energy, load_system, system_energies, system_name
 from .structure import rdf, rdf_l1
 from .thermal import temperatures
 from .trajectory import EvaluationError, Trajectory
@@ -31,7 +31,8 @@ def evaluate(runs: Mapping[str, Trajectory], reference: str | Trajectory | None 
     """Measure each run; compare with ``reference`` (a label of ``runs`` or a Trajectory) if given.
 
     system      built-in name, YAML path or config dict: potential energies are re-evaluated with its
-                LAMMPS lines; else ``calculator`` (an ASE calculator); else energies stored in the file
+                LAMMPS lines (or, for a YAML with engine: ase, its calculator); else ``calculator`` (an ASE
+                calculator); else energies stored in the file
     r_max       RDF range (Å); default and upper bound: half the smallest cell width of any run
     fit_window  diffusion fit window as fractions of the shortest run's duration
     Returns a dict of plain numbers and numpy arrays (``report.to_jsonable`` makes it JSON).
@@ -118,7 +119,7 @@ def _measure(label, traj: Trajectory, settings: dict, system, calculator, progre
 def _energy(label, traj, system, calculator, progress, warnings) -> dict | None:
     if system is not None:
         cfg, name = system
-        potential, source = lammps_energies(traj, cfg, progress), f"LAMMPS, system {name}"
+        potential, source = system_energies(traj, cfg, name, progress)
     elif calculator is not None:
         potential, source = calculator_energies(traj, calculator, progress), type(calculator).__name__
     elif traj.potential_energy is not None:

@@ -201,8 +201,9 @@ def _train(config: dict, path, options: "TrainingOptions") -> Path | None:
     metadata["training_range"] = training_range(dataset.segments, metadata["cutoff"])
     metadata["training"] = {"config": str(path), "data": config["data"], "description": config.get("description"),
                             **({"start_from": config["start_from"]} if start else {})}
+    reference_energy, no_reference_energy = _reference_energy(config["data"])
     trainer = Trainer(module, metadata, training, validation, config["output"], options,
-                      reference_energy=_reference_energy(config["data"]))
+                      reference_energy=reference_energy, no_reference_energy=no_reference_energy)
     history = trainer.fit()
     output = Path(config["output"]) / "model.pt"
     if trainer.rank == 0:
@@ -214,15 +215,20 @@ def _train(config: dict, path, options: "TrainingOptions") -> Path | None:
 
 
 def _reference_energy(paths: list[str]):
-    """Potential energies under the data's own LAMMPS potential, for the closing rollout's energy drift;
-    None when the files were made with different potentials (there is no one reference then)."""
+    """(potential energies under the data's own LAMMPS potential, for the closing rollout's energy drift, None),
+    or (None, why there are none): files made with different potentials have no one reference, and data of
+    the ASE engine are not re-evaluated, since its calculator is code and a data file's stored config is data
+    (only a config the user passes builds a calculator: actionmd evaluate --system CONFIG)."""
     from ..data import reference_config
     from ..evaluation.energy import lammps_energies
     configs = [reference_config(path) for path in paths]
+    if any(c.get("engine") == "ase" for c in configs):
+        return None, ("energies not re-evaluated: the reference is an ASE calculator, which is built only from a "
+                      "config you pass, never from a data file; use actionmd evaluate --system CONFIG")
     keys = ("units", "elements", "atom_style", "potential")
     if any([c.get(k) for k in keys] != [configs[0].get(k) for k in keys] for c in configs[1:]):
-        return None
-    return lambda trajectory: lammps_energies(trajectory, configs[0], progress=False)
+        return None, "energies not re-evaluated: the data files were made with different potentials"
+    return (lambda trajectory: lammps_energies(trajectory, configs[0], progress=False)), None
 
 
 def _start_weights(run_directory: str):

@@ -149,9 +149,11 @@ class Trainer:
     """Trains ``model`` (a LearnedAction[WithPredictor]) on frames; writes into ``directory``."""
 
     def __init__(self, model: nn.Module, metadata: dict, training: list[Frame], validation: list[Frame],
-                 directory: str | Path, options: TrainingOptions, reference_energy=None):
+                 directory: str | Path, options: TrainingOptions, reference_energy=None,
+                 no_reference_energy: str | None = None):
         """``reference_energy``: frames -> potential energies (eV) under the reference potential, for the
-        energy drift of the closing rollout (actionmd.training.rollout); None leaves it out."""
+        energy drift of the closing rollout (actionmd.training.rollout); None leaves it out, and
+        ``no_reference_energy`` (why) then stands in the rollout summary's ``energy``."""
         if not training or not validation:
             raise ValueError("empty dataset: training and validation need at least one frame each")
         self.metadata, self.options = metadata, options
@@ -167,6 +169,7 @@ class Trainer:
         self.validation = self._batches(validation)
         self.validation_start = validation[0]
         self.reference_energy = reference_energy
+        self.no_reference_energy = no_reference_energy
         if len(self.training) < self.world:
             raise ValueError(f"{len(self.training)} training batches cannot feed {self.world} ranks; use a "
                              "smaller batch_frames, more data, or fewer ranks")
@@ -322,6 +325,8 @@ class Trainer:
                                                    self.validation_start, options.rollout_steps,
                                                    self.reference_energy, dtype=options.rollout_dtype,
                                                    solver=SolverOptions(**options.rollout_solver))
+                if self.reference_energy is None and self.no_reference_energy:
+                    summary["rollout"]["energy"] = {"not_evaluated": self.no_reference_energy}
             self.summary = summary
             (self.directory / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
         return history
