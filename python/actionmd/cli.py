@@ -1,5 +1,6 @@
 """actionmd: long-time-step molecular dynamics from a learned mechanical action. Subcommands: generate
-(reference data from LAMMPS), train, export, info, evaluate; `actionmd COMMAND --help` for each."""
+(reference data from LAMMPS or an ASE calculator), merge-data (join generate --part files), train, export,
+info, evaluate; `actionmd COMMAND --help` for each."""
 from __future__ import annotations
 
 import argparse
