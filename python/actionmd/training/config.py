@@ -16,6 +16,11 @@
     start_from: runs/earlier      # optional: a run whose best weights start every parameter they fit;
                                   # with training: {freeze_action: true} only the predictor trains (a new
                                   # predictor, e.g. predictor_angular: true, for an action already trained)
+    reference_energy: {system: cuni}  # optional: the system (built-in name or your config file) whose
+                                  # potential re-evaluates the closing rollout's energies; or
+                                  # {run_data_file_commands: true} to run the LAMMPS lines stored in the data
+                                  # files, which can run shell commands (docs/trust.md). Without it, only a
+                                  # data file of an unmodified built-in system is re-evaluated.
 """
 from __future__ import annotations
 
@@ -41,7 +46,8 @@ from .trainer import Trainer, TrainingOptions, model_differences, split_by_traje
 MODEL_KEYS = {"cutoff", "features", "layers", "radial_size", "predictor", "predictor_layers", "angular",
               "predictor_angular", "dtype", "seed"}
 TOP_KEYS = {"data", "stride", "every", "validation_fraction", "model", "training", "output", "description",
-            "start_from"}
+            "start_from", "reference_energy"}
+REFERENCE_ENERGY_KEYS = {"system", "run_data_file_commands"}
 SCALES = ("energy_scale", "momentum_scale", "length_scale", "velocity_scale")
 ACTION_ARCHITECTURE = ("features", "layers", "radial_size", "angular")  # what start_from's action must share
 
@@ -71,6 +77,7 @@ def read_config(path: str | Path) -> dict:
     config["output"] = str(base / config["output"])
     if config.get("start_from") is not None:
         config["start_from"] = str(base / config["start_from"])
+    _resolve_reference_system(config, base, path)
     if (config.get("training") or {}).get("freeze_action") and not config.get("start_from"):
         raise TrainConfigError(f"{path}: training.freeze_action needs start_from: the run whose trained action "
                                "to keep")
@@ -114,6 +121,7 @@ def _check_values(config: dict) -> None:
         value = config.get(key)
         if not (isinstance(value, str) and value) and (key == "output" or value is not None):
             raise ValueError(f"{key} must be a {'path' if key != 'description' else 'text'}, got {value!r}")
+    _check_reference_energy(config.get("reference_energy"))
     model = config["model"]
     model["cutoff"] = number("model.cutoff", model["cutoff"], 0.0, exclusive=True)
     for key, minimum in (("features", 1), ("layers", 1), ("radial_size", 1), ("predictor_layers", 0), ("seed", 0)):
@@ -124,6 +132,38 @@ def _check_values(config: dict) -> None:
             flag(f"model.{key}", model[key])
     if "dtype" in model:
         choice("model.dtype", model["dtype"], DTYPES)
+
+
+def _check_reference_energy(setting) -> None:
+    """reference_energy names either the user's own system or the explicit risk of running a data file's lines."""
+    if setting is None:
+        return
+    if not isinstance(setting, dict) or set(setting) - REFERENCE_ENERGY_KEYS or len(setting) != 1:
+        raise ValueError("reference_energy takes one of {system: NAME_OR_CONFIG} (your system re-evaluates the "
+                         "energies) or {run_data_file_commands: true} (runs the LAMMPS lines stored in the data "
+                         f"files), got {setting!r}")
+    if "system" in setting and not (isinstance(setting["system"], str) and setting["system"]):
+        raise ValueError(f"reference_energy.system must be a built-in system name or a config file, got "
+                         f"{setting['system']!r}")
+    if "run_data_file_commands" in setting:
+        flag("reference_energy.run_data_file_commands", setting["run_data_file_commands"])
+
+
+def _resolve_reference_system(config: dict, base: Path, config_path) -> None:
+    """reference_energy.system as a path beside the config (or a built-in name), loaded now: a bad system
+    is refused before training, not after it."""
+    from ..data import ConfigError, builtin_systems
+    from ..evaluation.energy import load_system
+    system = (config.get("reference_energy") or {}).get("system")
+    if system is None:
+        return
+    if system not in builtin_systems():
+        system = str(base / system)
+    try:
+        load_system(system)
+    except ConfigError as err:
+        raise TrainConfigError(f"{config_path}: reference_energy.system {system}: {err}") from None
+    config["reference_energy"] = {"system": system}
 
 
 def _check_training(training: dict) -> None:
@@ -201,7 +241,9 @@ def _train(config: dict, path, options: "TrainingOptions") -> Path | None:
     metadata["training_range"] = training_range(dataset.segments, metadata["cutoff"])
     metadata["training"] = {"config": str(path), "data": config["data"], "description": config.get("description"),
                             **({"start_from": config["start_from"]} if start else {})}
-    reference_energy, no_reference_energy = _reference_energy(config["data"])
+    reference_energy, no_reference_energy = _reference_energy(config["data"], config.get("reference_energy"))
+    if no_reference_energy and int(os.environ.get("RANK", "0")) == 0:
+        print(f"actionmd train: the closing rollout's {no_reference_energy}", flush=True)
     trainer = Trainer(module, metadata, training, validation, config["output"], options,
                       reference_energy=reference_energy, no_reference_energy=no_reference_energy)
     history = trainer.fit()
@@ -214,21 +256,53 @@ def _train(config: dict, path, options: "TrainingOptions") -> Path | None:
     return None
 
 
-def _reference_energy(paths: list[str]):
-    """(potential energies under the data's own LAMMPS potential, for the closing rollout's energy drift, None),
-    or (None, why there are none): files made with different potentials have no one reference, and data of
-    the ASE engine are not re-evaluated, since its calculator is code and a data file's stored config is data
-    (only a config the user passes builds a calculator: actionmd evaluate --system CONFIG)."""
-    from ..data import reference_config
-    from ..evaluation.energy import lammps_energies
+def _reference_energy(paths: list[str], setting: dict | None = None):
+    """(frames -> potential energies under the reference potential, for the closing rollout's energy drift,
+    None), or (None, why there are none).
+
+    A data file's stored config is data (docs/trust.md): its LAMMPS lines run only when they are the
+    package's own (an unmodified built-in system) or when the user says so (``run_data_file_commands``); a
+    ``system`` of the user's own runs instead of them. A calculator is never built from a data file."""
+    from ..data import load_config, reference_config
+    from ..evaluation.energy import lammps_energies, system_energies
+    if (setting or {}).get("system"):
+        cfg, name = load_config(setting["system"]), setting["system"]
+        return (lambda trajectory: system_energies(trajectory, cfg, name, progress=False)[0]), None
     configs = [reference_config(path) for path in paths]
     if any(c.get("engine") == "ase" for c in configs):
         return None, ("energies not re-evaluated: the reference is an ASE calculator, which is built only from a "
-                      "config you pass, never from a data file; use actionmd evaluate --system CONFIG")
+                      "config you pass, never from a data file; use actionmd evaluate --system CONFIG, or "
+                      "reference_energy: {system: CONFIG} in the training config")
     keys = ("units", "elements", "atom_style", "potential")
     if any([c.get(k) for k in keys] != [configs[0].get(k) for k in keys] for c in configs[1:]):
         return None, "energies not re-evaluated: the data files were made with different potentials"
+    if not ((setting or {}).get("run_data_file_commands") or all(builtin_lines(c) for c in configs)):
+        return None, ("energies not re-evaluated: the data files' LAMMPS lines are not a built-in system's, and "
+                      "lines from a data file can run shell commands, so they are shown, not run: "
+                      f"{configs[0].get('potential')}; set reference_energy: {{system: YOUR_CONFIG}} in the "
+                      "training config, or {run_data_file_commands: true} if you trust these files")
     return (lambda trajectory: lammps_energies(trajectory, configs[0], progress=False)), None
+
+
+def builtin_lines(cfg: dict) -> bool:
+    """Whether everything of a stored config that reaches LAMMPS when energies are re-evaluated is the
+    package's own: a built-in system's units, atom_style, elements and potential lines unchanged, numeric
+    masses, and a structure that reads no file named by the data (a lattice, crystal or water box)."""
+    from ..data import ConfigError, builtin_systems, load_config
+    name = cfg.get("system")
+    if not isinstance(name, str) or name not in builtin_systems():
+        return False
+    try:
+        builtin = load_config(name)
+    except ConfigError:
+        return False
+    keys = ("units", "atom_style", "elements", "potential")
+    masses = cfg.get("masses") or {}
+    structure = cfg.get("structure") or {}
+    return ([cfg.get(k) for k in keys] == [builtin.get(k) for k in keys] and builtin.get("engine") == "lammps"
+            and isinstance(masses, dict)
+            and all(isinstance(m, (int, float)) and not isinstance(m, bool) for m in masses.values())
+            and isinstance(structure, dict) and not {"data_file", "file"} & set(structure))
 
 
 def _start_weights(run_directory: str):
