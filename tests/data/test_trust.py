@@ -66,3 +66,74 @@ def test_a_built_in_systems_lines_and_the_users_own_system_re_evaluate(lj_file, 
 def test_bad_reference_energy_settings_are_refused(lj_file, tmp_path, setting, message):
     with pytest.raises(TrainConfigError, match=message):
         read_config(_config(tmp_path, [lj_file], reference_energy=setting))
+
+
+class _RunsAShellCommand:
+    """A pickled object whose loading runs a shell command (what torch.load(weights_only=False) would do)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.fixture(scope="module")
+def trained_run(lj_file, tmp_path_factory):
+    """A one-epoch run folder (no rollout), shared by the run-folder tests, which copy it before changing it."""
+    directory = tmp_path_factory.mktemp("trained")
+    train_from_config(_config(directory, [lj_file], training={"epochs": 1, "batch_frames": 4, "rollout_steps": 0}),
+                      progress=False)
+    return directory / "run"
+
+
+def test_a_checkpoint_holds_only_tensors_and_plain_containers(trained_run):
+    import torch
+    state = torch.load(trained_run / "checkpoint.pt", weights_only=True)  # no allowed extras needed
+    assert state["history"]["epoch"] == 1 and type(state["history"]["rows"][0]["val_action"]) is float
+
+
+@pytest.mark.parametrize("use", ["export", "start_from", "resume"])
+def test_a_run_folder_with_a_pickled_object_is_refused_and_runs_nothing(lj_file, trained_run, tmp_path, use):
+    import torch
+    from actionmd.training.config import export_from_run
+    from actionmd.training.run_files import RunFileError
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    marker = tmp_path / "created-by-the-checkpoint"
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    state["metadata"]["payload"] = _RunsAShellCommand(marker)
+    torch.save(state, run / "checkpoint.pt")
+    with pytest.raises(RunFileError, match=r"checkpoint.pt: holds objects other than tensors and plain containers "
+                                           r"\(.*os.*system.*\), which are not loaded since loading them could run"):
+        if use == "export":
+            export_from_run(run, tmp_path / "model.pt")
+        else:
+            second = tmp_path / "second"
+            second.mkdir()
+            changes = {"start_from": "../run"} if use == "start_from" else {"output": "../run"}
+            train_from_config(_config(second, [lj_file], **changes), progress=False)
+    assert not marker.exists()
+
+
+def test_a_truncated_checkpoint_gets_one_line_naming_the_file_and_the_fix(lj_file, trained_run, tmp_path):
+    import subprocess
+    import sys
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    whole = (run / "checkpoint.pt").read_bytes()
+    (run / "checkpoint.pt").write_bytes(whole[: len(whole) // 2])
+    result = subprocess.run([sys.executable, "-m", "actionmd.cli", "export", str(run), "-o", str(tmp_path / "m.pt")],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "checkpoint.pt: damaged or truncated, not a readable torch file" in result.stderr
+    assert "restore it from a copy, or delete the run folder" in result.stderr
+
+
+def test_an_older_checkpoint_with_numpy_numbers_in_its_log_still_loads(tmp_path):
+    import numpy as np
+    import torch
+    from actionmd.training.run_files import load_run_file
+    torch.save({"history": {"rows": [{"val_action": np.float64(0.5), "epoch": np.int64(1)}]}}, tmp_path / "c.pt")
+    assert load_run_file(tmp_path / "c.pt")["history"]["rows"][0]["val_action"] == 0.5

@@ -40,6 +40,7 @@ from ..model_file import DTYPES, export_model
 from ..models import build_learned_model, scales_from_frames
 from ..neighbors import VerletList
 from .dataset import frames_from_dataset
+from .run_files import load_run_file
 from .checks import choice, flag, number, whole
 from .trainer import Trainer, TrainingOptions, model_differences, split_by_trajectory
 
@@ -311,9 +312,9 @@ def _start_weights(run_directory: str):
     checkpoint = run / "checkpoint.pt"
     if not checkpoint.exists():
         raise TrainConfigError(f"start_from {run}: no checkpoint.pt; is this the 'output' of `actionmd train`?")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = load_run_file(checkpoint)
     best = run / "best_weights.pt"
-    weights = torch.load(best, map_location="cpu") if best.exists() else state["model"]
+    weights = load_run_file(best) if best.exists() else state["model"]
     return weights, state["metadata"]
 
 
@@ -359,7 +360,7 @@ def export_from_run(run_directory: str | Path, output: str | Path, dtype: str | 
     checkpoint = run_directory / "checkpoint.pt"
     if not checkpoint.exists():
         raise TrainConfigError(f"{run_directory}: no checkpoint.pt; is this the 'output' of `actionmd train`?")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = load_run_file(checkpoint)
     metadata = dict(state["metadata"])
     history = state.get("history", {})
     if history.get("best_epoch"):  # as `actionmd train` records them in its own model.pt
@@ -368,7 +369,7 @@ def export_from_run(run_directory: str | Path, output: str | Path, dtype: str | 
     _record_training_range(metadata, data)
     module = _rebuild(metadata)
     best = run_directory / "best_weights.pt"
-    module.load_state_dict(torch.load(best, map_location="cpu") if best.exists() else state["model"])
+    module.load_state_dict(load_run_file(best) if best.exists() else state["model"])
     return _export_as(module, metadata, output, dtype)
 
 

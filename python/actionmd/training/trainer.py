@@ -26,6 +26,7 @@ from ..solver import SolverOptions
 from .batch import Frame, make_batch
 from .checks import choice, flag, number, whole
 from .loss import action_loss, baselines, force_loss, predictor_loss
+from .run_files import load_run_file
 
 
 @dataclass
@@ -222,7 +223,7 @@ class Trainer:
                              "or move those files away")
 
     def _resume(self):
-        state = torch.load(self.checkpoint, map_location=self.device, weights_only=False)
+        state = load_run_file(self.checkpoint, map_location=self.device)
         differences = model_differences(state["metadata"], self.metadata)
         if differences:
             scales = any(d.split(":")[0].endswith("_scale") for d in differences)
@@ -306,9 +307,11 @@ class Trainer:
                     history.best_validation, history.best_epoch, history.stale_epochs = score, history.epoch, 0
                 else:
                     history.stale_epochs += 1
+            # plain floats, not numpy scalars: a checkpoint holds tensors and plain containers only
             row = {"epoch": history.epoch, "phase": "pretrain" if pretraining else "action",
-                   "train_action": train[0], "train_predictor": train[1], "val_action": validation[0],
-                   "val_predictor": validation[1], "lr": self.optimizer.param_groups[0]["lr"],
+                   "train_action": float(train[0]), "train_predictor": float(train[1]),
+                   "val_action": float(validation[0]), "val_predictor": float(validation[1]),
+                   "lr": self.optimizer.param_groups[0]["lr"],
                    "seconds": time.perf_counter() - start}
             history.rows.append(row)
             self._save(best=improved)
@@ -357,7 +360,7 @@ class Trainer:
         best = self.directory / "best_weights.pt"
         if not best.exists():
             raise ValueError(f"{best} is missing: no action epoch has finished in {self.directory}")
-        self.model.load_state_dict(torch.load(best, map_location=self.device))
+        self.model.load_state_dict(load_run_file(best, map_location=self.device))
         return self.model
 
 
