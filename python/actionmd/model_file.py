@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,16 @@ _REQUIRED = {
     "time_reversible": (bool, "true or false"),
 }
 _FORWARD_ARGS = ["positions", "momenta", "types", "edge_index", "edge_shifts"]
+
+
+# What a model's code may do (docs/trust.md): tensor maths. Operators outside these namespaces (custom ops,
+# distributed, profiler, debugging) and those that touch files or processes are refused at load time.
+ALLOWED_NAMESPACES = ("aten", "prim")
+DENIED_OPERATORS = ("aten::from_file", "aten::save", "prim::CallFunction", "prim::CallMethod", "prim::PythonOp")
+DENIED_WORDS = ("file", "save", "load", "pickle", "system", "exec", "open")  # any operator whose name has one
+_OPERATOR = re.compile(r"[=\n] *([A-Za-z_]\w*)::(\w+)")  # a node's kind: after "= " or opening its line
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_SETSTATE = re.compile(rb"\bdef\s+__setstate__\b")
 
 
 LEARNED_ARCHITECTURE = "actionmd.models.ActionNet"  # the architecture.name of files made by actionmd train
@@ -190,6 +201,33 @@ def check_module(module: torch.jit.ScriptModule, meta: Metadata, source: str) ->
                              f"{sorted(str(d) for d in dtypes)} tensors; convert it with .to(torch.{meta.dtype})")
 
 
+def check_code_before_loading(path: Path) -> None:
+    """TorchScript runs a class's __setstate__ while it loads the file, before any check could see it: an
+    archive whose code defines one is refused unread (actionmd's exporter never writes one)."""
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if "/code/" in name and name.endswith(".py") and _SETSTATE.search(archive.read(name)):
+                raise ModelFileError(f"{path}: its code defines __setstate__, which TorchScript would run while "
+                                     "loading it; actionmd model files never do, so it is not loaded "
+                                     "(docs/trust.md)")
+
+
+def check_operations(module: torch.jit.ScriptModule, source: str) -> None:
+    """Every operator that the contract's methods can reach (their graphs with every call inlined) is tensor
+    maths: namespaces aten and prim only, and none that reads or writes files or runs processes
+    (e.g. torch.from_file(..., shared=True) creates files). Scanning the graphs' text takes ~10 ms."""
+    for name in module._c._method_names():
+        graph = module._c._get_method(name).graph.copy()
+        torch._C._jit_pass_inline(graph)
+        for namespace, operator in _OPERATOR.findall(_STRING.sub('""', str(graph))):
+            kind = f"{namespace}::{operator}"
+            if (namespace not in ALLOWED_NAMESPACES or kind in DENIED_OPERATORS
+                    or any(word in operator.lower() for word in DENIED_WORDS)):
+                raise ModelFileError(f"{source}: {name}() uses the operator {kind}, which an action model does "
+                                     "not need (only tensor maths of namespaces aten and prim, nothing that "
+                                     "touches files or processes), so it is not run (docs/trust.md)")
+
+
 def export_model(module: torch.nn.Module, path: str | Path, metadata: dict) -> Metadata:
     """Script (if needed), validate against ``metadata``, and save one self-describing model file."""
     meta = parse_metadata({"format": FORMAT, "format_version": FORMAT_VERSION, **metadata}, "export")
@@ -276,11 +314,13 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> Lo
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
         raise ValueError(f"device {str(device)!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
                          f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    check_code_before_loading(path)
     try:
         module = torch.jit.load(str(path), map_location=device)
     except RuntimeError as err:
         raise ModelFileError(f"{path}: TorchScript could not load the module: {err}") from None
     check_module(module, meta, str(path))
+    check_operations(module, str(path))
     module.eval()
     # Integrators differentiate S by positions and momenta only; with the weights frozen, TorchScript's
     # differentiable graphs skip the weight gradients that every evaluation would otherwise compute.
