@@ -2,11 +2,14 @@
  * The only translation unit that includes libtorch headers. */
 #include "action_model.h"
 
+#include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/jit/passes/inliner.h>
 #include <torch/cuda.h>
 #include <torch/script.h>
 #include <torch/version.h>
 
+#include <cctype>
 #include <fstream>
 
 namespace actionmd {
@@ -175,6 +178,81 @@ class TorchScriptModel : public ActionModel {
   torch::Tensor types_, edges_, shifts_, qbar_, pbar_, gq_, gp_;
 };
 
+// What a model's code may do (docs/trust.md, the same rule as actionmd.model_file.check_operations):
+// tensor maths of namespaces aten and prim, nothing that touches files or processes.
+bool allowed_operator(const std::string &kind)
+{
+  const auto colons = kind.find("::");
+  const std::string space = kind.substr(0, colons), name = kind.substr(colons + 2);
+  if (space != "aten" && space != "prim") return false;
+  for (const char *denied : {"aten::from_file", "aten::save", "prim::CallFunction", "prim::CallMethod",
+                             "prim::PythonOp"})
+    if (kind == denied) return false;
+  std::string lower;
+  for (char c : name) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char *word : {"file", "save", "load", "pickle", "system", "exec", "open"})
+    if (lower.find(word) != std::string::npos) return false;
+  return true;
+}
+
+void check_block(torch::jit::Block *block, const std::string &method, const std::string &path)
+{
+  for (auto *node : block->nodes()) {
+    const std::string kind = node->kind().toQualString();
+    if (!allowed_operator(kind))
+      throw ModelError("model file " + path + ": " + method + "() uses the operator " + kind +
+                       ", which an action model does not need (only tensor maths of namespaces aten and "
+                       "prim, nothing that touches files or processes), so it is not run (docs/trust.md)");
+    for (auto *inner : node->blocks()) check_block(inner, method, path);
+  }
+}
+
+// Every operator the methods can reach, with every call inlined, before any of them runs.
+void check_operations(const torch::jit::Module &module, const std::string &path)
+{
+  for (const auto &method : module.get_methods()) {
+    auto graph = method.graph()->copy();
+    torch::jit::Inline(*graph);
+    check_block(graph->block(), method.name(), path);
+  }
+}
+
+// Whether TorchScript source text defines __setstate__ ("def", blanks, the name).
+bool defines_setstate(const std::string &code)
+{
+  static const std::string name = "__setstate__";
+  for (auto at = code.find(name); at != std::string::npos; at = code.find(name, at + 1)) {
+    auto k = at;
+    while (k > 0 && std::isspace(static_cast<unsigned char>(code[k - 1]))) --k;
+    if (k < at && k >= 3 && code.compare(k - 3, 3, "def") == 0 &&
+        (k == 3 || !std::isalnum(static_cast<unsigned char>(code[k - 4]))))
+      return true;
+  }
+  return false;
+}
+
+// TorchScript runs a class's __setstate__ inside torch::jit::load, before any check could see it: an
+// archive whose code defines one is refused unread. An unreadable archive is left to load()'s error.
+void check_code_before_loading(const std::string &path)
+{
+  std::vector<std::string> records;
+  std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
+  try {
+    reader = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
+    records = reader->getAllRecords();
+  } catch (const std::exception &) {
+    return;
+  }
+  for (const auto &record : records) {
+    if (record.rfind("code/", 0) != 0 || record.size() < 3 || record.compare(record.size() - 3, 3, ".py") != 0)
+      continue;
+    auto [data, size] = reader->getRecord(record);
+    if (defines_setstate(std::string(static_cast<const char *>(data.get()), size)))
+      throw ModelError("model file " + path + ": its code defines __setstate__, which TorchScript would run "
+                       "while loading it; actionmd model files never do, so it is not loaded (docs/trust.md)");
+  }
+}
+
 }    // namespace
 
 int cuda_device_count()
@@ -208,6 +286,7 @@ std::unique_ptr<ActionModel> load_torchscript_model(const std::string &path,
                      std::to_string(torch::cuda::device_count() - 1) + "); use device cuda to spread the "
                      "ranks over them");
 
+  check_code_before_loading(path);
   torch::jit::ExtraFilesMap extra{{"actionmd.json", ""}};
   torch::jit::Module module;
   try {
@@ -277,6 +356,7 @@ std::unique_ptr<ActionModel> load_torchscript_model(const std::string &path,
   };
   for (const auto &t : module.parameters()) check_dtype(t);
   for (const auto &t : module.buffers()) check_dtype(t);
+  check_operations(module, path);
 
   auto model = std::make_unique<TorchScriptModel>(std::move(module), std::move(meta), device);
 
