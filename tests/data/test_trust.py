@@ -137,3 +137,18 @@ def test_an_older_checkpoint_with_numpy_numbers_in_its_log_still_loads(tmp_path)
     from actionmd.training.run_files import load_run_file
     torch.save({"history": {"rows": [{"val_action": np.float64(0.5), "epoch": np.int64(1)}]}}, tmp_path / "c.pt")
     assert load_run_file(tmp_path / "c.pt")["history"]["rows"][0]["val_action"] == 0.5
+
+
+def test_the_same_trajectory_under_two_file_names_is_refused(lj_file, tmp_path):
+    from actionmd.data import DatasetError, load_dataset
+    twin = tmp_path / "renamed.h5"
+    shutil.copy(lj_file, twin)
+    with pytest.raises(DatasetError, match=r"renamed.h5:condition_000/segment_0000 holds the same positions and "
+                                           r"momenta as .*lj.h5:condition_000/segment_0000: the same trajectory twice"):
+        load_dataset([lj_file, twin])
+    with pytest.raises(DatasetError, match="the same trajectory twice"):
+        train_from_config(_config(tmp_path, [lj_file, twin]), progress=False)
+    with h5py.File(twin, "r+") as f:  # one segment of the copy changed: the others are still twins
+        f["condition_000/segment_0000/positions"][0, 0, 0] += 1e-9
+    with pytest.raises(DatasetError, match=r"renamed.h5:condition_000/segment_0001 holds the same"):
+        load_dataset([lj_file, twin])

@@ -10,6 +10,7 @@ Units are the model units of docs/data.md (Å, fs, u, eV, u·Å/fs).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -220,6 +221,28 @@ def _read_segments(path: Path, f: h5py.File) -> list[Segment]:
     return segments
 
 
+def segment_digest(segment: Segment) -> str:
+    """sha256 of a segment's positions and momenta: its identity by content, whatever the file is called."""
+    digest = hashlib.sha256()
+    for array in (segment.positions, segment.momenta):
+        digest.update(str(array.shape).encode())
+        digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def _check_distinct_segments(segments: list[Segment]) -> None:
+    """The same trajectory twice (a copied or renamed file) could land on both sides of a train/validation
+    split, so validation would score frames the model trained on: refused, naming both copies."""
+    seen: dict[str, str] = {}
+    for segment in segments:
+        key = segment_digest(segment)
+        if key in seen:
+            raise DatasetError(f"{segment.source} holds the same positions and momenta as {seen[key]}: the same "
+                               "trajectory twice (a copied or renamed file?) would leak into validation; "
+                               "give each trajectory once")
+        seen[key] = segment.source
+
+
 def load_dataset(paths: str | Path | Iterable[str | Path],
                  species: Sequence[int | str] | None = None) -> ReferenceDataset:
     """Load and validate one or several reference files.
@@ -245,6 +268,7 @@ def load_dataset(paths: str | Path | Iterable[str | Path],
             )
         segments.extend(found)
 
+    _check_distinct_segments(segments)
     if len(set(timing.values())) > 1:
         listing = ", ".join(f"{p}: dt {dt} fs, record_every {k}" for p, (dt, k) in timing.items())
         raise DatasetError(
