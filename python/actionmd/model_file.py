@@ -286,6 +286,9 @@ def _read_extra(path: Path) -> Metadata:
         data = json.loads(raw)
     except json.JSONDecodeError as err:
         raise ModelFileError(f"{path}: {METADATA_FILE} is not valid JSON ({err})") from None
+    except RecursionError:
+        raise ModelFileError(f"{path}: {METADATA_FILE} nests its values too deeply to read (metadata is a flat "
+                             "object of numbers, strings and short lists); export the model again") from None
     return parse_metadata(data, str(path))
 
 

@@ -62,7 +62,16 @@ class VerletList:
 
 
 def _check_cell(cell: np.ndarray, pbc: tuple[bool, ...]) -> None:
+    """A periodic axis needs a cell vector, and the periodic vectors must span their own dimensions (vesin
+    would otherwise say only that "the box matrix is not invertible")."""
     for axis in range(3):
         if pbc[axis] and np.linalg.norm(cell[axis]) == 0:
             raise ValueError(f"cell vector {axis} is zero but the system is periodic along it; "
                              "set a cell (atoms.set_cell) or turn periodicity off (atoms.pbc)")
+    periodic = [axis for axis in range(3) if pbc[axis]]
+    if periodic:
+        values = np.linalg.svd(cell[periodic], compute_uv=False)
+        if values[-1] <= 1e-10 * values[0]:
+            raise ValueError(f"the periodic cell vectors {periodic} are linearly dependent (the cell has no volume "
+                             f"along them: {cell[periodic].tolist()}); give vectors that span the periodic "
+                             "directions (atoms.set_cell) or turn periodicity off (atoms.pbc)")
