@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 
 using namespace LAMMPS_NS;
 using namespace FixConst;
@@ -73,8 +74,11 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
   };
 
   int iarg = 4;
+  std::set<std::string> given;    // a keyword twice would silently take its last value
   while (iarg < narg) {
     std::string kw = arg[iarg];
+    if (kw != "types" && !given.insert(kw).second)
+      error->all(FLERR, "fix actionmd: keyword '{}' is given twice; give it once", kw);
     if (kw == "types") {
       if (!symbols.empty())
         error->all(FLERR, "fix actionmd: keyword 'types' is given twice; give it once, with one "
@@ -448,6 +452,7 @@ void FixActionMD::setup(int)
 {
   start_run_statistics();
 
+  check_finite();    // before the ghost cutoff, which an infinite velocity would make unsatisfiable
   // free-flight estimate of the largest displacement in one stride
   double vmax = 0.0, vmax_all = 0.0;
   for (int i = 0; i < atom->nlocal; ++i)
@@ -502,6 +507,12 @@ void FixActionMD::check_step()
                "fix actionmd: the timestep changed to {} ({} fs) during the run, but the model's "
                "stride is {} fs; use 'timestep {}' (fix dt/reset cannot be used with fix actionmd)",
                update->dt, dt_fs, stride, stride / fs_per_time);
+  check_finite();
+}
+
+// Every owned atom's position and velocity is finite (a NaN or inf state is named, never integrated).
+void FixActionMD::check_finite()
+{
   double **x = atom->x, **v = atom->v;
   for (int i = 0; i < atom->nlocal; ++i)
     if (!std::isfinite(x[i][0] + x[i][1] + x[i][2] + v[i][0] + v[i][1] + v[i][2]))

@@ -100,6 +100,7 @@ class FixActionMD : public Fix {
   void set_heap_policy();
   void check_ghost_cutoff(double extra, const char *when);
   void check_step();
+  void check_finite();
   void check_other_fixes();
   void spread_over_gpus(int node_rank);
   void watch_closest_pairs(int nlocal);

@@ -23,6 +23,11 @@
 using namespace LAMMPS_NS;
 using actionmd::Timed;
 
+namespace {
+// onfail warn accepts near misses only: a residual beyond this (A) is an error anyway (as actionmd.solver)
+constexpr double ONFAIL_WARN_LIMIT = 0.1;
+}    // namespace
+
 // Solve the step from the initial guess in (dq, dp); on return gq, gp hold G at the last iterate.
 void FixActionMD::solve(int nlocal, int natoms)
 {
@@ -58,6 +63,13 @@ void FixActionMD::solve(int nlocal, int natoms)
       const std::string tried = fell_back
           ? fmt::format("{} anderson then {} newton", maxiter, iter - maxiter)
           : fmt::format("{} {}", iter, newton ? "newton" : "anderson");
+      if (onfail_warn && res > ONFAIL_WARN_LIMIT)
+        error->all(FLERR,
+                   "fix actionmd: the implicit step did not converge at step {}: residual {:.3e} "
+                   "A after {} iterations is beyond {} A, where the last iterate is not a step of "
+                   "the model's map at all, so 'onfail warn' stops too; the configuration is outside "
+                   "what the model describes (overlapping atoms, wrong units or masses?)",
+                   update->ntimestep, res, tried, ONFAIL_WARN_LIMIT);
       if (!onfail_warn)
         error->all(FLERR,
                    "fix actionmd: the implicit step did not converge at step {}: residual {:.3e} "

@@ -31,6 +31,7 @@ import torch
 
 METHODS = ("newton", "anderson", "fixed_point")
 DEFAULT_TOL = {torch.float64: 1e-8, torch.float32: 1e-5}  # Å
+ONFAIL_WARN_LIMIT = 0.1  # Å: onfail="warn" accepts near misses only; a larger residual is an error anyway
 
 
 class SolverConvergenceError(RuntimeError):
@@ -165,6 +166,9 @@ def _fail(point, iterations, evaluations, tol, step, options, why, fell_back=Fal
                "configuration is physical (overlapping atoms, wrong masses or units).")
     if options.onfail == "error":
         raise SolverConvergenceError(message)
+    if not point.norm <= ONFAIL_WARN_LIMIT:
+        raise SolverConvergenceError(f"{message} The residual is beyond {ONFAIL_WARN_LIMIT} Å, where the last iterate "
+                                     "is not a step of the model's map at all, so onfail='warn' stops too.")
     warnings.warn(message, RuntimeWarning, stacklevel=3)
     dq, dp = point.step()
     return dq, dp, StepReport(iterations, point.norm, evaluations, False, fell_back)

@@ -53,3 +53,32 @@ def test_an_ordinary_model_still_runs(run_lmp):
     argon_data(run_lmp.dir / "ar.data")
     r = run_lmp(lj_script("lj.pt", steps=1))
     assert r.returncode == 0, r.output[-3000:]
+
+
+@pytest.mark.parametrize("extra_fix", ["tol 1e-8 tol 1e-6", "onfail warn onfail error", "skin 1.0 maxiter 5 skin 2.0"])
+def test_a_keyword_given_twice_is_an_error(run_lmp, extra_fix):
+    models.lj_argon(run_lmp.dir / "lj.pt")
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script("lj.pt", extra_fix=extra_fix))
+    keyword = extra_fix.split()[0]
+    assert r.returncode != 0 and f"keyword '{keyword}' is given twice; give it once" in r.output, r.output[-3000:]
+
+
+def test_an_infinite_velocity_is_named_as_non_finite(run_lmp):
+    models.lj_argon(run_lmp.dir / "lj.pt")
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script("lj.pt", steps=1, pre="variable big atom 1e308*1e308\nset atom 3 vx v_big"))
+    assert r.returncode != 0, r.output[-3000:]
+    assert "atom 3 has a non-finite position or velocity" in r.output and "comm_modify cutoff" not in r.output, \
+        r.output[-3000:]
+
+
+def test_onfail_warn_stops_at_a_residual_far_beyond_a_near_miss(run_lmp):
+    """Overlapping atoms: one Anderson iteration leaves a residual of Å, not a near miss to warn of."""
+    models.lj_argon(run_lmp.dir / "lj.pt")
+    argon_data(run_lmp.dir / "ar.data")
+    r = run_lmp(lj_script("lj.pt", steps=1, extra_fix="maxiter 1 tol 1e-30 fallback no onfail warn",
+                          pre="set atom 2 x 0.6 y 0.0 z 0.0\nset atom 1 x 0.0 y 0.0 z 0.0"))
+    assert r.returncode != 0, r.output[-3000:]
+    assert "is beyond 0.1 A, where the last iterate is not a step of the model's map at all, so 'onfail warn' " \
+           "stops too" in r.output, r.output[-3000:]

@@ -45,3 +45,18 @@ def test_a_cell_without_volume_along_a_periodic_axis_is_named(cell, pbc, message
     open_axis = VerletList(5.0, skin=1.0)  # a zero vector along an open axis is fine
     open_axis.update(positions, np.diag([10.0, 10.0, 0.0]), [True, True, False])
     assert open_axis.edge_index.shape[1] == 12
+
+
+def test_onfail_warn_stops_at_a_residual_far_beyond_a_near_miss():
+    """A stiff spring and one fixed-point sweep: the residual is Å, not a near miss that a warning may pass."""
+    from actionmd.solver import SolverConvergenceError, SolverOptions, solve
+    q = torch.full((2, 3), 5.0, dtype=torch.float64)
+    p = torch.zeros(2, 3, dtype=torch.float64)
+
+    def stiff(qbar, pbar):
+        return (pbar**2).sum() / 2 + 1.0e4 * (qbar**2).sum() / 2
+
+    with pytest.raises(SolverConvergenceError, match=r"step 3: .* The residual is beyond 0.1 Å, where the last "
+                                                     r"iterate is not a step of the model's map at all"):
+        solve(stiff, q, p, torch.ones(2, dtype=torch.float64), 1.0, (p, torch.zeros_like(p)),
+              SolverOptions(method="fixed_point", maxiter=1, onfail="warn"), step=3)
