@@ -120,7 +120,7 @@ def verdict_rows(results: dict) -> list[list[str]]:
                                                        <= GOALS["energy_drift"]["threshold"] else " (over 0.1)"))
         temperatures = " / ".join(f"{t['mean_K']:.0f}" for t in run["temperature"]["per_species"].values())
         if label == results["reference"]:
-            rows.append([f"{label} (truth)", drift, temperatures, "-", "-", "-"])
+            rows.append([f"{label} (truth)", drift, temperatures, "-", "-"])
             continue
         noise, versus = against_noise(run, ref), run["vs_reference"]
         rows.append([label, drift, f"{temperatures}: {noise_verdict(noise['temperature_sigma'])}",
@@ -154,7 +154,8 @@ def markdown(results: dict, plots: list[Path]) -> str:
              _md_table(SUMMARY_HEADER, summary_rows(results)), ""]
     if results["reference"]:
         parts += ["## Against the reference's own noise", "",
-                  f"Temperatures and diffusion within {WITHIN_SIGMA:g} combined standard errors, RDF within "
+                  f"Temperatures and diffusion within {WITHIN_SIGMA:g} sigma (sqrt(2) x the reference's standard "
+                  "error), RDF within "
                   f"{RDF_WITHIN_NOISE:g} times the L1 distance between the reference's own two halves, are within noise "
                   "(docs/evaluation.md).", "",
                   _md_table(verdict_header(results), verdict_rows(results)), ""]

@@ -153,34 +153,36 @@ def compare(run: dict, ref: dict) -> dict:
 
 
 #: A run is "within noise" of the reference when its temperatures and diffusion coefficients differ by at most
-#: this many combined standard errors (the largest of several species: 3, not 2, keeps false alarms rare), and
-#: its RDF by at most RDF_WITHIN_NOISE times the L1 distance between the reference's own two halves (runs drawn
-#: from one distribution gave 0.7-1.8 times it: tests/python/test_noise_verdicts.py, docs/evaluation.md).
+#: this many standard errors of a difference between two runs as noisy as the reference (the largest of several
+#: species: 3, not 2, keeps false alarms rare), and its RDF by at most RDF_WITHIN_NOISE times the L1 distance
+#: between the reference's own two halves (runs drawn from one distribution gave 0.7-1.8 times it:
+#: tests/python/test_noise_verdicts.py, docs/evaluation.md).
 WITHIN_SIGMA = 3.0
 RDF_WITHIN_NOISE = 2.0
 
 
 def against_noise(run: dict, ref: dict) -> dict:
-    """How far a run is from the reference in units of their statistical noise, so that a short run of a small
-    box is judged by what it can resolve: per-species temperatures and diffusion coefficients in combined
-    standard errors (sigma), the RDF's L1 distance in units of the reference's own noise floor (the L1 between
-    its two halves). None where there is nothing to compare (the reference does not diffuse)."""
+    """How far a run is from the reference in units of the reference's own statistical noise, so that a short
+    run of a small box is judged by what it can resolve: per-species temperatures and diffusion coefficients in
+    sigma = sqrt(2) x the reference's standard error (the spread of the difference between two runs as noisy
+    as the reference: a run's own large error bars, e.g. a drifting temperature, do not widen the tolerance),
+    the RDF's L1 distance in units of the L1 between the reference's own two halves. None where there is
+    nothing to compare (the reference does not diffuse)."""
     versus = run.get("vs_reference") or compare(run, ref)
     t, t_ref = run["temperature"]["per_species"], ref["temperature"]["per_species"]
-    temperature = max(abs(t[s]["mean_K"] - t_ref[s]["mean_K"]) / _combined(t[s]["stderr_K"], t_ref[s]["stderr_K"])
-                      for s in t)
+    temperature = max(abs(t[s]["mean_K"] - t_ref[s]["mean_K"]) / _pair_sigma(t_ref[s]["stderr_K"]) for s in t)
     noise = {pair: rdf_l1(*halves) for pair, halves in ref["rdf"]["halves"].items()}
     rdf_ratio = max(versus["rdf_l1"][pair] / noise[pair] if noise[pair] > 0 else float("inf") for pair in noise)
-    diffusion = [abs(d["msd_A2_per_ps"] - ref["dynamics"]["diffusion"][s]["msd_A2_per_ps"])
-                 / _combined(d["msd_stderr_A2_per_ps"], ref["dynamics"]["diffusion"][s]["msd_stderr_A2_per_ps"])
+    d_ref = ref["dynamics"]["diffusion"]
+    diffusion = [abs(d["msd_A2_per_ps"] - d_ref[s]["msd_A2_per_ps"]) / _pair_sigma(d_ref[s]["msd_stderr_A2_per_ps"])
                  for s, d in run["dynamics"]["diffusion"].items() if versus["diffusion_relative"][s] is not None]
     return {"temperature_sigma": temperature, "rdf_l1_over_noise": rdf_ratio,
             "diffusion_sigma": max(diffusion) if diffusion else None}
 
 
-def _combined(*errors: float) -> float:
-    total = float(sum(e * e for e in errors)) ** 0.5
-    return total if total > 0 else float("nan")
+def _pair_sigma(reference_error: float) -> float:
+    """The standard error of a difference between two independent runs with the reference's error."""
+    return float(reference_error) * 2 ** 0.5 if reference_error > 0 else float("nan")
 
 
 def noise_verdict(value: float | None, unit: str = "sigma") -> str:
