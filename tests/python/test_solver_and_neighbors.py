@@ -129,8 +129,9 @@ def test_anderson_takes_the_kinetic_coupling_in_gauss_seidel_order(w_dt):
     h, m = 10.0, 2.0
     k = m * (w_dt / h) ** 2
     generator = torch.Generator().manual_seed(0)
-    q = torch.randn(5, 3, dtype=torch.float64, generator=generator)
-    p = 0.05 * torch.randn(5, 3, dtype=torch.float64, generator=generator)
+    # small amplitudes: the problem is linear, and onfail="warn" hands back only residuals below 0.1 Å
+    q = 1e-3 * torch.randn(5, 3, dtype=torch.float64, generator=generator)
+    p = 5e-5 * torch.randn(5, 3, dtype=torch.float64, generator=generator)
     masses = torch.full((5,), m, dtype=torch.float64)
 
     def action(qbar, pbar):
