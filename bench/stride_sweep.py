@@ -18,7 +18,7 @@ import platform
 from functools import reduce
 from pathlib import Path
 
-import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps, FACTS.md)
+import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps: docs/lammps.md)
 
 from actionmd.demo.pipeline import DeferredRun, evaluate_runs, run_all
 from actionmd.demo.runs import lammps_input, run_ase_action, run_lammps

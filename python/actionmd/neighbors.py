@@ -2,7 +2,7 @@
 
 The list is built at ``cutoff + skin`` and stays valid while no atom has moved more than ``skin/2`` from
 where it was built, so the midpoint positions may move during the implicit solve without a pair inside
-the cutoff ever being missed (FACTS.md: a list cut exactly at the cutoff breaks reversibility).
+the cutoff ever being missed (docs/model-format.md: a list cut exactly at the cutoff breaks reversibility).
 """
 from __future__ import annotations
 

