@@ -177,6 +177,7 @@ FixActionMD::FixActionMD(LAMMPS *lmp, int narg, char **arg) :
       if (!atom->tag_enable)
         error->all(FLERR, "fix actionmd: the langevin keyword needs atom IDs (its noise is a function "
                           "of each atom's ID): remove 'atom_modify id no', or use fix langevin");
+      restart_global = 1;    // the noise stream (fix_actionmd_kicks.cpp)
       iarg += 5;
     } else if (kw == "pair_forces") {
       need(iarg, 1, "pair_forces");

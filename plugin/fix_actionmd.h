@@ -34,6 +34,8 @@ class FixActionMD : public Fix {
   void post_run() override;
   void reset_dt() override;
   double compute_vector(int) override;
+  void write_restart(FILE *) override;
+  void restart(char *) override;
 
   int pack_forward_comm(int, int *, double *, int, int *) override;
   void unpack_forward_comm(int, int, double *) override;
@@ -64,6 +66,13 @@ class FixActionMD : public Fix {
   double t_start, t_stop, damp;    // K, K, LAMMPS time units
   int seed;
   bool langevin_zero;              // remove the net momentum of the random kicks
+  // The noise stream is keyed by a digest of the state the thermostatted run started from, so a
+  // copy continued through write_data/read_data (step counter back at 0) draws new noise instead of
+  // replaying the first steps'; restart files carry it, so read_restart continues the same stream.
+  uint64_t noise_stream = 0;
+  bool noise_stream_set = false;
+  bigint noise_last_step = -1;     // the last step that drew noise
+  void start_noise_stream();
   void langevin_half_step(int half);
 
   double fs_per_time;           // LAMMPS time unit -> fs
