@@ -238,3 +238,31 @@ def test_export_records_the_training_range_of_an_older_model_from_its_data(lj_fi
     r = subprocess.run(cli + [str(tmp_path / "cu.pt"), "-o", str(tmp_path / "x.pt"), "--data", str(lj_file)],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "--data holds species [10, 54], the model [29]" in r.stderr, r.stderr
+
+
+def test_a_stopped_run_is_finished_with_its_verdict(lj_file, tmp_path):
+    """`train --finish` after a stop: no further epochs; the closing rollout, its verdict and model.pt."""
+    config = write_config(tmp_path, lj_file, training={"epochs": 1000, "pretrain_epochs": 0, "batch_frames": 1,
+                                                       "rollout_steps": 10})
+    train = [sys.executable, "-m", "actionmd.cli", "train", str(config), "--no-progress"]
+    nothing = subprocess.run(train + ["--finish"], capture_output=True, text=True)
+    assert nothing.returncode != 0 and "Traceback" not in nothing.stderr, nothing.stderr[-2000:]
+    assert "has no finished epoch past force pretraining to finish from" in nothing.stderr
+    process = subprocess.Popen(train, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint, deadline = tmp_path / "run" / "checkpoint.pt", time.monotonic() + 120
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+    assert not (tmp_path / "run" / "model.pt").exists()
+    finished = subprocess.run(train + ["--finish"], capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert "model written to" in finished.stdout
+    assert "closing rollout: 10 strides of 4 fs (0.04 ps) from a validation state" in finished.stdout
+    assert "energy drift under the reference: " in finished.stdout and "meV/atom/ps" in finished.stdout
+    assert "equipartition: " in finished.stdout and "action evaluations per stride" in finished.stdout
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    log_rows = (tmp_path / "run" / "log.csv").read_text().strip().splitlines()[1:]
+    assert summary["epoch"] == len(log_rows) and summary["rollout"]["steps"] == 10
+    assert (tmp_path / "run" / "model.pt").exists()

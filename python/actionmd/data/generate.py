@@ -131,9 +131,9 @@ def generate(cfg: dict, output: str | Path, *, progress: bool = True,
     )
     bar = None
     if rank0 and progress:
-        from tqdm import tqdm
+        from ..progress import progress_bar
 
-        bar = tqdm(total=total, unit="step", desc=output.name, dynamic_ncols=True)
+        bar = progress_bar(total=total, unit="step", desc=output.name, dynamic_ncols=True)
     def tick(n: int) -> None:
         # every rank polls and all agree, so that they unwind together (a rank left waiting in a
         # collective call would hang the job until the scheduler's SIGKILL)

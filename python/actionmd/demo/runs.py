@@ -14,9 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from ..lammps_log import loop_seconds, thermo_rows
+from ..progress import progress_bar
 from ..units import FS
 
 BIN = Path(sys.executable).parent
@@ -85,7 +84,7 @@ def run_lammps(label: str, workdir: Path, input_text: str, steps: int, dt_fs: fl
                             "-log", f"log.{name}"]
     env = dict(os.environ, OMP_NUM_THREADS="1")  # (fix actionmd tunes malloc itself: docs/lammps.md)
     start = time.perf_counter()
-    with tqdm(total=steps, desc=f"{label:<34}", unit="step", leave=False, disable=None) as bar:
+    with progress_bar(total=steps, desc=f"{label:<34}", unit="step", leave=False) as bar:
         process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True)
         output = []
@@ -122,8 +121,7 @@ def run_ase_action(label: str, workdir: Path, atoms, model: Path, steps: int, af
             dynamics.attach(after_step, interval=1, atoms=atoms)
         dynamics.attach(trajectory.write, interval=1)
         start = time.perf_counter()
-        for _ in tqdm(dynamics.irun(steps), total=steps + 1, desc=f"{label:<34}", unit="step", leave=False,
-                      disable=None):
+        for _ in progress_bar(dynamics.irun(steps), total=steps + 1, desc=f"{label:<34}", unit="step", leave=False):
             pass
         wall = time.perf_counter() - start
     summary = dynamics.solver_summary()

@@ -14,7 +14,7 @@ import numpy as np
 from ase.calculators.lammps.coordinatetransform import Prism
 from ase.data import atomic_numbers, chemical_symbols
 from scipy import stats
-from tqdm import tqdm
+from ..progress import progress_bar
 
 from ..data.config import ConfigError, element_mass, load_config
 from ..data.lammps_run import LammpsError, new_lammps, potentials_dir
@@ -94,7 +94,7 @@ def calculator_energies(traj: Trajectory, calculator, progress: bool = True) -> 
     atoms = Atoms(numbers=traj.numbers, cell=traj.cells[0], pbc=traj.pbc, masses=traj.masses)
     atoms.calc = calculator
     out = np.empty(traj.n_frames)
-    for k in tqdm(range(traj.n_frames), desc="potential energy", disable=None if progress else True, leave=False):
+    for k in progress_bar(range(traj.n_frames), desc="potential energy", enabled=progress, leave=False):
         atoms.cell = traj.cells[k]
         atoms.positions = traj.positions[k]
         out[k] = atoms.get_potential_energy()
@@ -262,7 +262,7 @@ def _evaluate_frames(lmp, traj: Trajectory, prisms, triclinic: bool, units, prog
 
     out = np.empty(traj.n_frames)
     previous = None
-    for k in tqdm(range(traj.n_frames), desc=f"LAMMPS energies {Path(traj.source).name}", disable=None if progress else True,
+    for k in progress_bar(range(traj.n_frames), desc=f"LAMMPS energies {Path(traj.source).name}", enabled=progress,
                   leave=False):
         box = prisms[k].get_lammps_prism()
         if previous is not None and not np.allclose(box, previous, rtol=0, atol=1e-12):

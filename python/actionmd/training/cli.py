@@ -25,7 +25,7 @@ def _train(args) -> int:
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} if on_main_thread else {}
     try:
-        path = train_from_config(args.config, progress=not args.no_progress)
+        path = train_from_config(args.config, progress=not args.no_progress, finish=args.finish)
     except (StopRequested, KeyboardInterrupt) as exc:
         return _stopped(args.config, getattr(exc, "signum", signal.SIGINT))
     finally:
@@ -33,7 +33,18 @@ def _train(args) -> int:
             signal.signal(s, handler)
     if path is not None:
         print(f"model written to {path}")
+        _print_verdict(path.parent)
     return 0
+
+
+def _print_verdict(run) -> None:
+    """The closing rollout's figures against the goals (actionmd.training.verdict), from summary.json."""
+    import json
+    from pathlib import Path
+    from .verdict import print_verdict
+    summary = Path(run) / "summary.json"
+    if summary.is_file():
+        print_verdict(json.loads(summary.read_text()), sys.stdout, sys.stderr)
 
 
 def _stopped(config: str, signum: int) -> int:
@@ -71,6 +82,9 @@ def register(subparsers) -> None:
                                               "--nproc_per_node=N -m actionmd.cli train CONFIG.yaml")
     train.add_argument("config", metavar="CONFIG.yaml", help="training config (YAML)")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--finish", action="store_true",
+                       help="train no further epochs: close a stopped run from its checkpoint's best weights "
+                            "(closing rollout, verdict, model.pt)")
     train.set_defaults(func=_train)
     export = subparsers.add_parser("export", help="export the best model of a training run, or re-export a model file",
                                    description="Export a run's best weights, or re-export a learned model file "

@@ -189,8 +189,9 @@ def _check_distinct(paths: list[str], config_path) -> None:
         seen[key] = path
 
 
-def train_from_config(path: str | Path, progress: bool = True) -> Path | None:
-    """Train as the config says; return the path of the exported model (None on ranks other than 0)."""
+def train_from_config(path: str | Path, progress: bool = True, finish: bool = False) -> Path | None:
+    """Train as the config says; return the path of the exported model (None on ranks other than 0).
+    ``finish``: no further epochs, close the stopped run from its checkpoint (rollout, export)."""
     config = read_config(path)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     options = TrainingOptions(**{**(config.get("training") or {}), "progress": progress})
@@ -202,7 +203,7 @@ def train_from_config(path: str | Path, progress: bool = True) -> Path | None:
         torch.distributed.init_process_group("nccl" if options.device == "cuda" else "gloo",
                                              timeout=datetime.timedelta(hours=6))
     try:
-        exported = _train(config, path, options)
+        exported = _train(config, path, options, finish)
         if owns_group:
             torch.distributed.barrier()  # every rank waits for rank 0's export
         return exported
@@ -222,7 +223,7 @@ def _local_gpu() -> int:
     return local
 
 
-def _train(config: dict, path, options: "TrainingOptions") -> Path | None:
+def _train(config: dict, path, options: "TrainingOptions", finish: bool = False) -> Path | None:
     from ..data import load_dataset
     dataset = load_dataset(config["data"])
     stride = float(config["stride"])
@@ -246,7 +247,7 @@ def _train(config: dict, path, options: "TrainingOptions") -> Path | None:
     if no_reference_energy and int(os.environ.get("RANK", "0")) == 0:
         print(f"actionmd train: the closing rollout's {no_reference_energy}", flush=True)
     trainer = Trainer(module, metadata, training, validation, config["output"], options,
-                      reference_energy=reference_energy, no_reference_energy=no_reference_energy)
+                      reference_energy=reference_energy, no_reference_energy=no_reference_energy, finish=finish)
     history = trainer.fit()
     output = Path(config["output"]) / "model.pt"
     if trainer.rank == 0:

@@ -18,6 +18,7 @@ from ..action_map import ActionMap
 from ..data.config import ConfigError
 from ..data.lammps_run import LammpsError
 from ..evaluation.energy import energy_summary, kinetic_energy
+from ..evaluation.thermal import block_stderr
 from ..evaluation.trajectory import EvaluationError, Trajectory
 from ..model_file import DTYPES, LoadedModel, parse_metadata
 from ..observables import temperature_per_species
@@ -45,7 +46,7 @@ def rollout_check(model: torch.nn.Module, metadata: dict, start: Frame, steps: i
     types = action_map.types_of(start.numbers)
     masses = np.asarray(metadata["masses"])[types.numpy()]
     q, p = start.positions, start.momenta
-    states, iterations, residuals, temperatures = [(q, p)], [], [], []
+    states, iterations, evaluations, residuals, temperatures = [(q, p)], [], [], [], []
     failed_at = None
     for step in range(steps):
         try:
@@ -55,15 +56,18 @@ def rollout_check(model: torch.nn.Module, metadata: dict, start: Frame, steps: i
             break
         states.append((q, p))
         iterations.append(report.iterations)
+        evaluations.append(report.evaluations)
         residuals.append(report.residual)
         temperatures.append(temperature_per_species(start.numbers, masses, p))
     species = sorted(temperatures[0]) if temperatures else []
-    summary = {"steps": len(iterations), "failed_at": failed_at, "dtype": metadata["dtype"],
-               "solver": asdict(action_map.solver),
+    series = {chemical_symbols[z]: np.array([t[z] for t in temperatures]) for z in species}
+    summary = {"steps": len(iterations), "stride_fs": float(metadata["stride"]), "failed_at": failed_at,
+               "dtype": metadata["dtype"], "solver": asdict(action_map.solver),
                "mean_iterations": float(np.mean(iterations)) if iterations else None,
+               "mean_evaluations": float(np.mean(evaluations)) if evaluations else None,
                "max_residual": float(np.max(residuals)) if residuals else None,
-               "mean_temperature_K": {chemical_symbols[z]: float(np.mean([t[z] for t in temperatures]))
-                                      for z in species}}
+               "mean_temperature_K": {s: float(t.mean()) for s, t in series.items()},
+               "temperature_stderr_K": {s: block_stderr(t) for s, t in series.items()}}
     if reference_energy is not None and len(states) > 2:
         try:
             summary["energy"] = _energy(states, start, masses, float(metadata["stride"]), reference_energy)
@@ -83,5 +87,5 @@ def _energy(states, start: Frame, masses: np.ndarray, stride_fs: float, referenc
     total = reference_energy(trajectory) + kinetic_energy(trajectory)
     times = np.arange(len(states)) * stride_fs
     summary = energy_summary(times, total, len(start.numbers))
-    return {k: float(summary[k]) for k in ("drift_meV_per_atom_ps", "fluctuation_meV_per_atom",
-                                           "max_deviation_meV_per_atom")}
+    return {k: float(summary[k]) for k in ("drift_meV_per_atom_ps", "drift_stderr_meV_per_atom_ps",
+                                           "fluctuation_meV_per_atom", "max_deviation_meV_per_atom")}

@@ -22,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..model_file import DTYPES
+from ..progress import progress_bar
 from ..solver import SolverOptions
 from .batch import Frame, make_batch
 from .checks import choice, flag, number, whole
@@ -151,10 +152,12 @@ class Trainer:
 
     def __init__(self, model: nn.Module, metadata: dict, training: list[Frame], validation: list[Frame],
                  directory: str | Path, options: TrainingOptions, reference_energy=None,
-                 no_reference_energy: str | None = None):
+                 no_reference_energy: str | None = None, finish: bool = False):
         """``reference_energy``: frames -> potential energies (eV) under the reference potential, for the
         energy drift of the closing rollout (actionmd.training.rollout); None leaves it out, and
-        ``no_reference_energy`` (why) then stands in the rollout summary's ``energy``."""
+        ``no_reference_energy`` (why) then stands in the rollout summary's ``energy``. ``finish``: train no
+        further epochs; close the run from its checkpoint's best weights (after a stop)."""
+        self.finish = finish
         if not training or not validation:
             raise ValueError("empty dataset: training and validation need at least one frame each")
         self.metadata, self.options = metadata, options
@@ -268,7 +271,7 @@ class Trainer:
             batches = [batches[k] for k in order[: len(batches) // self.world * self.world]]
         mine = batches[self.rank::self.world]
         totals = torch.zeros(3, dtype=torch.float64, device=self.device)  # summed losses, count
-        for batch in tqdm(mine, disable=not (self.options.progress and self.rank == 0), leave=False,
+        for batch in progress_bar(mine, enabled=self.options.progress and self.rank == 0, leave=False,
                           desc="train" if train else "validate"):
             # validation shards may be uneven: evaluate without DDP, whose forward is a collective
             losses = self.wrapped(batch) if train else self.objective(batch)
@@ -288,7 +291,10 @@ class Trainer:
     def fit(self) -> History:
         options, history = self.options, self.history
         total = options.pretrain_epochs + options.epochs
-        while history.epoch < total and history.stale_epochs < options.patience:
+        if self.finish and history.best_epoch <= 0:
+            raise ValueError(f"--finish: {self.directory} has no finished epoch past force pretraining to finish "
+                             "from; run actionmd train without --finish")
+        while not self.finish and history.epoch < total and history.stale_epochs < options.patience:
             start = time.perf_counter()
             pretraining = history.epoch < options.pretrain_epochs
             self.objective.phase = "pretrain" if pretraining else "action"
