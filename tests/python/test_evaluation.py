@@ -386,6 +386,24 @@ def test_the_reference_time_comes_from_the_reference_never_from_the_runs_interva
                         flag_prefix="--reference-")
 
 
+def test_runs_at_different_strides_each_get_their_own_timestep(lj_runs, tmp_path, capsys):
+    """One --timestep once applied to every run: a dump at another stride got a wrong duration and drift."""
+    frames = ase.io.read(lj_runs / "ref.traj", ":12")
+    _dump_frames(tmp_path / "a.dump", frames, range(12), ["Ar", "Kr"])
+    _dump_frames(tmp_path / "b.dump", frames, range(0, 24, 2), ["Ar", "Kr"])
+    out = tmp_path / "report"
+    code = cli_main(["evaluate", str(tmp_path / "a.dump"), str(tmp_path / "b.dump"), "--timestep", "2", "1",
+                     "--types", "Ar", "Kr", "-o", str(out), "--no-progress"])
+    assert code == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert runs["a"]["interval_fs"] == 2.0 and runs["b"]["interval_fs"] == 2.0
+    capsys.readouterr()
+    code = cli_main(["evaluate", str(tmp_path / "a.dump"), str(tmp_path / "b.dump"), "--timestep", "2", "1", "4",
+                     "--types", "Ar", "Kr", "-o", str(tmp_path / "other")])
+    assert code == 2 and "--timestep: give one value for every run or one per trajectory (2), got 3" \
+        in capsys.readouterr().err
+
+
 def test_an_interval_that_contradicts_a_traj_header_is_reported(lj_runs):
     traj = read_trajectory(lj_runs / "run.traj", interval_fs=5.0)
     assert traj.interval_fs == 5.0 and len(traj.warnings) == 1

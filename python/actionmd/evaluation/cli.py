@@ -25,11 +25,13 @@ def register(subparsers):
                    help="re-evaluate energies with this system's LAMMPS potential, or its ASE calculator for a "
                         "config with engine: ase (built-in name or config YAML); also supplies dump element types, "
                         "units and masses")
-    p.add_argument("--interval", type=float, metavar="FS", help="time between frames of the runs [fs]")
+    p.add_argument("--interval", type=float, nargs="+", metavar="FS",
+                   help="time between frames of the runs [fs]: one value for all, or one per TRAJ")
     p.add_argument("--reference-interval", type=float, metavar="FS",
                    help="the same for --reference (the runs' --interval does not apply to it)")
-    p.add_argument("--timestep", type=float, metavar="FS",
-                   help="LAMMPS dumps: the timestep [fs]; frame times are TIMESTEP values times this")
+    p.add_argument("--timestep", type=float, nargs="+", metavar="FS",
+                   help="LAMMPS dumps: the timestep [fs], one value for all or one per TRAJ (runs at different "
+                        "strides); frame times are TIMESTEP values times this")
     p.add_argument("--reference-timestep", type=float, metavar="FS",
                    help="the same for --reference (the runs' --timestep does not apply to it)")
     p.add_argument("--types", nargs="+", metavar="EL",
@@ -56,6 +58,21 @@ def _positive(kind):
                                              f"got {text!r}")
         return value
     return parse
+
+
+def _per_run(values: list[float] | None, paths: list[str], flag: str) -> list[float | None]:
+    """One value per trajectory: a single value applies to every run; several go one per TRAJ, in order.
+    Runs at different strides need their own (one value for both would give one of them the wrong times)."""
+    from .trajectory import EvaluationError
+
+    if values is None:
+        return [None] * len(paths)
+    if len(values) == 1:
+        return values * len(paths)
+    if len(values) != len(paths):
+        raise EvaluationError(f"{flag}: give one value for every run or one per trajectory ({len(paths)}), "
+                              f"got {len(values)}")
+    return values
 
 
 def _labels(paths: list[str], labels: list[str] | None) -> list[str]:
@@ -105,8 +122,10 @@ def run(args) -> int:
     labels = _labels(args.trajectories, args.labels)
     if args.reference and args.reference_label in labels:
         raise EvaluationError(f"--reference-label {args.reference_label!r} is also a run label; choose another")
-    runs = {label: read_trajectory(path, interval_fs=args.interval, timestep_fs=args.timestep, **common)
-            for label, path in zip(labels, args.trajectories)}
+    intervals = _per_run(args.interval, args.trajectories, "--interval")
+    timesteps = _per_run(args.timestep, args.trajectories, "--timestep")
+    runs = {label: read_trajectory(path, interval_fs=interval, timestep_fs=timestep, **common)
+            for label, path, interval, timestep in zip(labels, args.trajectories, intervals, timesteps)}
     if args.reference:  # its time comes from its own options or file, never from the runs' (another dt)
         runs[args.reference_label] = read_trajectory(
             args.reference, interval_fs=args.reference_interval, timestep_fs=args.reference_timestep,
