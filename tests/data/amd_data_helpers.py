@@ -20,6 +20,7 @@ TINY = {
     "water": ["structure.water_box.molecules=8"],
     "ta-snap": ["structure.repeat=[2,2,2]", "protocol.record_every=1"],  # every step: the VV residual check
     "inp-snap": ["structure.repeat=[1,1,1]", "protocol.record_every=1"],
+    "si-mliap": ["structure.repeat=[1,1,1]", "protocol.record_every=1"],
 }
 SHORT = ["protocol.equilibration_steps=200", "protocol.decorrelation_steps=50",
          "protocol.segments=2", "protocol.segment_steps=40"]

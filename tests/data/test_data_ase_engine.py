@@ -443,3 +443,15 @@ def test_chgnet_generates_a_tiny_file(tmp_path):
     assert seg.positions.shape == (5, 8, 3)
     dq, dp = vv_residuals(seg)
     assert dq < 1e-10 and dp < 1e-10
+
+
+def test_the_builtin_chgnet_system_without_chgnet_names_the_extra_to_install(monkeypatch):
+    """si-chgnet is a built-in system whose calculator is an optional extra: without it, one line says how."""
+    from actionmd.data.ase_engine import make_calculator
+    for name in ("chgnet", "chgnet.model", "chgnet.model.dynamics"):
+        monkeypatch.setitem(__import__("sys").modules, name, None)  # import fails as if not installed
+    cfg = load_config("si-chgnet")
+    assert cfg["engine"] == "ase" and cfg["elements"] == ["Si"]
+    with pytest.raises(ConfigError, match=r"cannot import module 'chgnet.model.dynamics' .*; "
+                                          r"`pip install actionmd\[chgnet\]`, or fix the module path"):
+        make_calculator(cfg["calculator"])

@@ -21,11 +21,12 @@ from amd_data_helpers import BIN, assert_same_file, cli_overrides, run_cli, tiny
 
 
 def test_builtin_systems_are_listed():
-    assert {"lj-mixture", "water", "cuni", "ta-snap", "inp-snap"} <= set(builtin_systems())
+    assert {"lj-mixture", "water", "cuni", "ta-snap", "inp-snap", "si-mliap", "si-chgnet"} <= set(builtin_systems())
 
 
 @pytest.mark.parametrize("system, n_atoms, n_conditions", [
     ("lj-mixture", 32, 1), ("cuni", 32, 4), ("water", 24, 1), ("ta-snap", 16, 2), ("inp-snap", 8, 2),
+    ("si-mliap", 8, 2),
 ])
 def test_builtin_end_to_end(tmp_path, system, n_atoms, n_conditions):
     out = tmp_path / f"{system}.h5"
@@ -50,7 +51,7 @@ def test_builtin_end_to_end(tmp_path, system, n_atoms, n_conditions):
     print(f"{system}: {steps} steps in {elapsed:.2f} s ({steps / elapsed:.0f} steps/s, {n_atoms} atoms)")
 
 
-@pytest.mark.parametrize("system", ["lj-mixture", "cuni", "water", "ta-snap", "inp-snap"])
+@pytest.mark.parametrize("system", ["lj-mixture", "cuni", "water", "ta-snap", "inp-snap", "si-mliap"])
 def test_energy_error_scales_as_dt_squared(tmp_path, system):
     """Same initial state (no thermostat phases), same frames in time, dt and dt/2:
     the velocity-Verlet energy error must drop ~4x."""
@@ -237,7 +238,7 @@ def test_unknown_builtin_lists_the_valid_ones(tmp_path):
         load_config(cfg)
     r = run_cli("nosuchthing", "--no-progress")
     assert r.returncode == 2
-    assert "neither a config file nor a built-in system; built-in systems: cuni, inp-snap, lj-mixture, ta-snap, water" in r.stderr
+    assert "neither a config file nor a built-in system; built-in systems: cuni, inp-snap, lj-mixture, si-chgnet, si-mliap, ta-snap, water" in r.stderr
 
 
 def test_units_lj_is_refused():

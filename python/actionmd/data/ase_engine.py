@@ -51,6 +51,10 @@ def describe(spec: dict) -> str:
     return spec["factory"] if "factory" in spec else os.path.basename(spec["file"])
 
 
+# calculators that actionmd installs as optional extras (setup.py extras_require): package -> extra
+EXTRAS = {"chgnet": "chgnet"}
+
+
 def make_calculator(spec: dict):
     """Build the ASE calculator of a resolved ``calculator:`` config; a one-line ConfigError names the fix.
 
@@ -62,8 +66,10 @@ def make_calculator(spec: dict):
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            raise ConfigError(f"{where}: cannot import module {module_name!r} ({_one_line(exc)}); install the "
-                              "package that provides it, or fix the module path ('package.module:Name')") from None
+            extra = EXTRAS.get(module_name.split(".")[0])
+            install = f"`pip install actionmd[{extra}]`" if extra else "install the package that provides it"
+            raise ConfigError(f"{where}: cannot import module {module_name!r} ({_one_line(exc)}); {install}, "
+                              "or fix the module path ('package.module:Name')") from None
         factory = getattr(module, name, None)
         if factory is None:
             raise ConfigError(f"{where}: module {module_name!r} has no {name!r}; check the name after the colon")
