@@ -270,3 +270,38 @@ def test_split_by_trajectory_puts_every_frame_on_exactly_one_side():
     assert len(validation) == 2 * 5  # round(0.3 * 7) whole trajectories
     for trajectory in trajectories:  # a trajectory is never split
         assert {id(f) in ids_val for f in trajectory} in ({True}, {False})
+
+
+def test_action_and_predictor_each_keep_the_weights_of_their_own_best_epoch(data, tmp_path):
+    """One score for both once chose the epoch the predictor liked, with a worse action; and a flat action
+    loss never stopped training while the predictor crept down."""
+    trainer, _ = new_trainer(data, tmp_path / "run", epochs=5, pretrain=0)
+
+    def epoch(fill, action, predictor):
+        with torch.no_grad():
+            for value in trainer.model.parameters():
+                value.fill_(fill)
+        trainer.history.epoch += 1
+        return trainer._keep_best(np.array([action, predictor]))
+
+    assert epoch(1.0, 0.5, 0.5)
+    assert epoch(2.0, 0.4, 0.6)          # the action improves, the predictor does not
+    assert epoch(3.0, 0.45, 0.3)         # the predictor improves, the action does not
+    assert not epoch(4.0, 0.41, 0.31)    # neither: nothing to save
+    history, best = trainer.history, trainer.best_state
+    assert (history.best_action_epoch, history.best_predictor_epoch, history.best_epoch) == (2, 3, 2)
+    assert history.stale_epochs == 2     # epochs since the action (the network being trained) improved
+    assert history.best_validation == pytest.approx(0.4 + 0.3)
+    assert all((v == 2.0).all() for k, v in best.items() if k.startswith("action.") and v.is_floating_point()
+               and "masses" not in k and "frequencies" not in k)
+    assert all((v == 3.0).all() for k, v in best.items() if k.startswith("predictor.") and v.is_floating_point()
+               and "masses" not in k and "frequencies" not in k)
+
+
+def test_a_flat_action_loss_stops_training_while_a_frozen_action_run_follows_its_predictor(data, tmp_path):
+    trainer, _ = new_trainer(data, tmp_path / "frozen", epochs=5, pretrain=0)
+    trainer.options.freeze_action = True
+    for action, predictor in ((0.5, 0.5), (0.5, 0.4), (0.5, 0.3)):
+        trainer.history.epoch += 1
+        trainer._keep_best(np.array([action, predictor]))
+    assert trainer.history.stale_epochs == 0 and trainer.history.best_epoch == 3

@@ -252,7 +252,9 @@ def _train(config: dict, path, options: "TrainingOptions", finish: bool = False)
     output = Path(config["output"]) / "model.pt"
     if trainer.rank == 0:
         metadata["training"].update(epochs=history.epoch, best_epoch=history.best_epoch,
-                                    best_validation=history.best_validation)
+                                    best_validation=history.best_validation,
+                                    best_action_epoch=history.best_action_epoch,
+                                    best_predictor_epoch=history.best_predictor_epoch)
         export_model(trainer.best_model().cpu(), output, metadata)
         return output
     return None
@@ -366,7 +368,8 @@ def export_from_run(run_directory: str | Path, output: str | Path, dtype: str | 
     history = state.get("history", {})
     if history.get("best_epoch"):  # as `actionmd train` records them in its own model.pt
         metadata["training"] = {**metadata.get("training", {}), "epochs": history["epoch"],
-                                "best_epoch": history["best_epoch"], "best_validation": history["best_validation"]}
+                                **{k: history[k] for k in ("best_epoch", "best_validation", "best_action_epoch",
+                                                           "best_predictor_epoch") if k in history}}
     _record_training_range(metadata, data)
     module = _rebuild(metadata)
     best = run_directory / "best_weights.pt"

@@ -1,7 +1,10 @@
 """Training loop: force pretraining of the potential-like term, then action + predictor losses.
 
-Split by trajectory, AdamW with ReduceLROnPlateau, early stopping, a checkpoint every epoch (resumed
-automatically), a CSV log and progress bars. Multi-GPU and multi-node through torch.distributed: launch
+Split by trajectory, AdamW with ReduceLROnPlateau, a checkpoint every epoch (resumed automatically), a
+CSV log and progress bars. The action and the predictor are separate networks with separate losses, so
+each keeps the weights of its own best validation epoch, and early stopping follows the network being
+trained (the action; the predictor under freeze_action): a flat action loss stops the run even while
+the predictor still improves (a frozen-action run can then train the predictor on). Multi-GPU and multi-node through torch.distributed: launch
 with `torchrun`, and every rank trains on its shard of the batches under DistributedDataParallel.
 """
 from __future__ import annotations
@@ -120,10 +123,22 @@ class Objective(nn.Module):
 @dataclass
 class History:
     epoch: int = 0
-    best_validation: float = math.inf
-    best_epoch: int = -1
+    best_validation: float = math.inf   # the best weights' score: best action + predictor_weight x best predictor
+    best_epoch: int = -1                # the best epoch of the network being trained (it decides early stopping)
     stale_epochs: int = 0
     rows: list = field(default_factory=list)
+    best_action: float = math.inf
+    best_action_epoch: int = -1
+    best_predictor: float = math.inf
+    best_predictor_epoch: int = -1
+
+    def from_rows(self) -> "History":
+        """A checkpoint written before the two losses kept their own best: both from its best epoch's row."""
+        if self.best_action_epoch < 0 and self.best_epoch > 0:
+            row = self.rows[self.best_epoch - 1]
+            self.best_action, self.best_predictor = row["val_action"], row["val_predictor"]
+            self.best_action_epoch = self.best_predictor_epoch = self.best_epoch
+        return self
 
 
 class TrainingDiverged(ValueError):
@@ -197,6 +212,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimizer, factor=0.5,
                                                                     patience=options.lr_patience)
         self.history = History()
+        self.best_state = None    # the best weights so far: each network's from its own best epoch
         self.checkpoint = self.directory / "checkpoint.pt"
         self._check_directory()
         if self.checkpoint.exists():
@@ -241,14 +257,17 @@ class Trainer:
             # a lowered learning_rate after a divergence must take effect, not the checkpoint's rate
             for group in self.optimizer.param_groups:
                 group["lr"] = self.options.learning_rate
-        self.history = History(**state["history"])
+        self.history = History(**state["history"]).from_rows()
+        best = self.directory / "best_weights.pt"
+        if best.exists():
+            self.best_state = load_run_file(best, map_location=self.device)
 
     def _save(self, best: bool):
         if self.rank != 0:
             return
         self.directory.mkdir(parents=True, exist_ok=True)
         if best:  # first: a kill between the two leaves better best weights, never a checkpoint without them
-            _save_atomically(self.model.state_dict(), self.directory / "best_weights.pt")
+            _save_atomically(self.best_state, self.directory / "best_weights.pt")
         _save_atomically(self._state(), self.checkpoint)
 
     def _write_log(self):
@@ -306,13 +325,10 @@ class Trainer:
                 raise self._diverged(train, validation)
             score = float(validation[0] + options.predictor_weight * validation[1])
             history.epoch += 1
-            improved = not pretraining and score < history.best_validation
+            improved = False
             if not pretraining:
                 self.scheduler.step(score)
-                if improved:
-                    history.best_validation, history.best_epoch, history.stale_epochs = score, history.epoch, 0
-                else:
-                    history.stale_epochs += 1
+                improved = self._keep_best(validation)
             # plain floats, not numpy scalars: a checkpoint holds tensors and plain containers only
             row = {"epoch": history.epoch, "phase": "pretrain" if pretraining else "action",
                    "train_action": float(train[0]), "train_predictor": float(train[1]),
@@ -325,7 +341,12 @@ class Trainer:
             if self.rank == 0:
                 tqdm.write(self._epoch_line(row, total))
         if self.rank == 0 and history.stale_epochs >= options.patience and history.epoch < total:
-            tqdm.write(f"stopped early: no better validation loss in {options.patience} epochs (patience)")
+            trained = "predictor" if options.freeze_action else "action"
+            still = (f"; the predictor improved until epoch {history.best_predictor_epoch}: train it on with "
+                     "freeze_action and start_from (docs/training.md)"
+                     if not options.freeze_action and history.best_predictor_epoch == history.epoch else "")
+            tqdm.write(f"stopped early: no better {trained} validation loss in {options.patience} epochs "
+                       f"(patience){still}")
         if self.rank == 0:
             summary = asdict(history)
             if options.rollout_steps and history.best_epoch > 0:
@@ -339,6 +360,30 @@ class Trainer:
             self.summary = summary
             (self.directory / "summary.json").write_text(json.dumps(summary, indent=1, default=float))
         return history
+
+    def _keep_best(self, validation) -> bool:
+        """Keep each network's weights of its own lowest validation loss; count the epochs since the network
+        being trained improved. Whether any best weights changed (to be saved)."""
+        history, epoch = self.history, self.history.epoch
+        action_better = float(validation[0]) < history.best_action
+        predictor_better = float(validation[1]) < history.best_predictor
+        if action_better:
+            history.best_action, history.best_action_epoch = float(validation[0]), epoch
+        if predictor_better:
+            history.best_predictor, history.best_predictor_epoch = float(validation[1]), epoch
+        trained_better = predictor_better if self.options.freeze_action else action_better
+        history.stale_epochs = 0 if trained_better else history.stale_epochs + 1
+        history.best_epoch = history.best_predictor_epoch if self.options.freeze_action else history.best_action_epoch
+        history.best_validation = history.best_action + self.options.predictor_weight * history.best_predictor
+        if not (action_better or predictor_better):
+            return False
+        state = self.model.state_dict()
+        if self.best_state is None:
+            self.best_state = {k: v.detach().clone() for k, v in state.items()}
+        for key, value in state.items():
+            if predictor_better if key.startswith("predictor.") else action_better:
+                self.best_state[key] = value.detach().clone()
+        return True
 
     def _diverged(self, train, validation) -> TrainingDiverged:
         kept = (f"the checkpoint of epoch {self.history.epoch} is kept in {self.directory}" if self.history.epoch
@@ -358,8 +403,10 @@ class Trainer:
         predictor = hasattr(self.model, "predict")
         train = f"{row['train_action']:.4g}" + (f" (predictor {row['train_predictor']:.4g})" if predictor else "")
         validation = f"{row['val_action']:.4g}" + (f" (predictor {row['val_predictor']:.4g})" if predictor else "")
-        return head + (f"train {train}, validation {validation}, best {self.history.best_validation:.4g} at epoch "
-                       f"{self.history.best_epoch}, lr {row['lr']:.3g}, {row['seconds']:.1f} s")
+        h = self.history
+        best = f"best {h.best_action:.4g} at epoch {h.best_action_epoch}" + (
+            f" (predictor {h.best_predictor:.4g} at epoch {h.best_predictor_epoch})" if predictor else "")
+        return head + f"train {train}, validation {validation}, {best}, lr {row['lr']:.3g}, {row['seconds']:.1f} s"
 
     def best_model(self) -> nn.Module:
         """The model with the weights of the best validation epoch."""
