@@ -33,7 +33,8 @@ from actionmd.data import load_dataset
 from actionmd.data.config import element_mass
 from actionmd.data.lammps_run import torch_threads_kept
 from actionmd.demo.pipeline import DeferredRun, evaluate_runs, reference_potential, run_all
-from actionmd.demo.runs import RunResult, fix_actionmd_interactions, lammps_input, run_ase_action, run_lammps
+from actionmd.demo.runs import (RunResult, fix_actionmd_interactions, lammps_input, run_ase_action, run_ase_reference,
+                                run_lammps)
 from actionmd.evaluation import text_table, to_jsonable
 from actionmd.evaluation.energy import CHARGED_STYLES, MOLECULAR_STYLES, _data_file, _type_charges, _types
 from actionmd.evaluation.molecules import water_molecules
@@ -54,6 +55,23 @@ def start_state(data_path: Path, segment: int):
     s = dataset.segments[segment]
     return s, dict(numbers=s.atomic_numbers, masses=s.masses, positions=s.positions[-1], momenta=s.momenta[-1],
                    cell=s.cell, dt_fs=dataset.dt_fs)  # the reference velocity-Verlet step, not the frame interval
+
+
+def repeated(state: dict, n: int, seed: int = 0) -> dict:
+    """The state repeated n x n x n, for timing runs at a production size (a small cell's cost per atom is
+    mostly per-call overhead). Exact copies would move in lockstep, so the momenta are drawn afresh from
+    Maxwell-Boltzmann at the state's own kinetic temperature, with zero total momentum."""
+    if n == 1:
+        return state
+    cell = np.asarray(state["cell"])
+    shifts = np.array([[i, j, k] for i in range(n) for j in range(n) for k in range(n)]) @ cell
+    positions = (state["positions"][None] + shifts[:, None]).reshape(-1, 3)
+    masses = np.tile(state["masses"], len(shifts))
+    kT = float(np.mean(state["momenta"] ** 2 / state["masses"][:, None]))    # p^2/m per degree of freedom
+    momenta = np.random.default_rng(seed).normal(size=positions.shape) * np.sqrt(masses * kT)[:, None]
+    momenta -= masses[:, None] * momenta.sum(axis=0) / masses.sum()
+    return dict(state, numbers=np.tile(state["numbers"], len(shifts)), masses=masses, positions=positions,
+                momenta=momenta, cell=cell * n)
 
 
 def write_data_file(path: Path, cfg: dict, state: dict) -> None:
@@ -78,10 +96,11 @@ class Start:
     """What every run of a comparison starts from: the system's config and LAMMPS lines, one thermalised
     state of the dataset as a LAMMPS data file (work/start.data) and as ASE atoms."""
 
-    def __init__(self, system: str, data: Path, segment: int, work: Path):
+    def __init__(self, system: str, data: Path, segment: int, work: Path, repeat: int = 1):
         from actionmd.data import load_config
         self.cfg = load_config(system)
         self.segment, self.state = start_state(data, segment)
+        self.state = repeated(self.state, repeat)
         self.work = work
         work.mkdir(parents=True, exist_ok=True)
         self.data_file = (work / "start.data").resolve()
@@ -91,12 +110,26 @@ class Start:
         data_mass = {chemical_symbols[z]: m for z, m in zip(self.state["numbers"], self.state["masses"])}
         setup = tuple(f"mass {k} {float(data_mass.get(e, element_mass(self.cfg, e)))!r}"
                       for k, e in enumerate(self.cfg["elements"], start=1))
-        self.reference = reference_potential(system)
+        # the truth's interactions: LAMMPS lines, or (engine: ase) the config's ASE calculator
+        self.ase_engine = self.cfg.get("engine") == "ase"
+        self.reference = [] if self.ase_engine else reference_potential(system)
         self.common = dict(units=self.cfg["units"], atom_style=self.cfg["atom_style"], setup=setup)
         s = self.state
         self.atoms = Atoms(numbers=s["numbers"], positions=s["positions"], cell=s["cell"], pbc=True,
                            masses=s["masses"])
         self.atoms.set_momenta(momenta_model_to_ase(s["momenta"]))
+
+
+def truth_run(start: Start, label: str, folder: Path, dt_fs: float, steps: int, every: int, ranks: int) -> DeferredRun:
+    """Velocity Verlet under the reference potential from the start state: LAMMPS `fix nve` on RANKS
+    ranks, or for an ASE-engine system (CHGNet, ...) ASE's VelocityVerlet with its calculator."""
+    if start.ase_engine:
+        from actionmd.data.ase_engine import make_calculator
+        return DeferredRun(label.replace("(LAMMPS)", "(ASE)"), run_ase_reference, folder, start.atoms.copy(),
+                           make_calculator(start.cfg["calculator"]), dt_fs, steps, every)
+    return DeferredRun(label, run_lammps, folder, lammps_input(start.data_file, dt_fs, steps, every, ["fix int all nve"],
+                                                             start.reference, **start.common),
+                       steps, dt_fs, every, ranks=ranks)
 
 
 class EnergyRescaling:
@@ -127,6 +160,8 @@ def comparison_parser(description: str, time_ps: float) -> argparse.ArgumentPars
     parser.add_argument("data", type=Path)
     parser.add_argument("--segment", type=int, default=-1, help="segment of DATA whose last frame starts the runs")
     parser.add_argument("--time-ps", type=float, default=time_ps)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run the start state repeated N x N x N, momenta redrawn at its temperature")
     return parser
 
 
@@ -168,7 +203,7 @@ def main(argv=None):
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    start = Start(args.system, args.data, args.segment, args.out / "runs")
+    start = Start(args.system, args.data, args.segment, args.out / "runs", args.repeat)
     cfg, segment, state, atoms = start.cfg, start.segment, start.state, start.atoms
     work, data_file, reference, common = start.work, start.data_file, start.reference, start.common
     meta = read_metadata(args.model)
@@ -187,19 +222,16 @@ def main(argv=None):
 
     fix_line = (f"fix int all actionmd {args.model.resolve()} types {' '.join(cfg['elements'])} "
                 + fix_solver_words(args))
-    plan = [
-        DeferredRun(f"velocity Verlet {dt:g} fs (LAMMPS)", run_lammps, work / "vv-reference",
-                    lammps_input(data_file, dt, long_steps * every, every, ["fix int all nve"], reference, **common),
-                    long_steps * every, dt, every, ranks=args.reference_ranks),
-        DeferredRun(f"velocity Verlet {stride:g} fs (LAMMPS)", run_lammps, work / "vv-stride",
-                    lammps_input(data_file, stride, long_steps, 1, ["fix int all nve"], reference, **common),
-                    long_steps, stride, 1, ranks=args.reference_ranks)]
+    plan = [truth_run(start, f"velocity Verlet {dt:g} fs (LAMMPS)", work / "vv-reference", dt, long_steps * every,
+                      every, args.reference_ranks),
+            truth_run(start, f"velocity Verlet {stride:g} fs (LAMMPS)", work / "vv-stride", stride, long_steps, 1,
+                      args.reference_ranks)]
     for outer in args.respa:
         plan.append(respa_run(outer, dt, stride, args.time_ps, cfg, data_file, reference, common, work,
                               args.reference_ranks))
     if "predictor" not in args.skip:
         plan.append(DeferredRun(f"predictor alone {stride:g} fs (ASE)", quiet_ase, "predictor", mode="predictor"))
-        if cfg["units"] == "metal":  # ASE's LAMMPSlib speaks metal units
+        if cfg["units"] == "metal" and not start.ase_engine:  # ASE's LAMMPSlib speaks metal units
             plan.append(DeferredRun(f"predictor + energy rescaling {stride:g} fs (ASE)", quiet_ase, "predictor-rescaled",
                                     mode="predictor", after_step=EnergyRescaling(cfg, reference, atoms)))
     plan.append(DeferredRun(f"action map {stride:g} fs, predictor guess (ASE)", quiet_ase, "action",

@@ -1,11 +1,12 @@
 """Speed goals on a noisy machine: wall time per simulated ps, repeated and interleaved.
 
-    python bench/speed_ratio.py SYSTEM MODEL DATA.h5 [--time-ps 2] [--repeats 3] [--reference-ranks 2]
+    python bench/speed_ratio.py SYSTEM MODEL DATA.h5 [--time-ps 2] [--repeat N] [--repeats 3] [--reference-ranks 2]
                                 [--ranks 2] [--anderson-memory 30 --tol 1e-5 ...] --out FILE.json
 
 bench/side_by_side.py times every run once, and one run's wall time on this shared 2-vCPU VM varies by
 ±20 % from one minute to the next. Here, from the same held-out state, each round runs in turn:
-  - the truth: LAMMPS velocity Verlet at the dataset's reference dt (--reference-ranks MPI ranks),
+  - the truth: LAMMPS velocity Verlet at the dataset's reference dt (--reference-ranks MPI ranks), or for
+    an ASE-engine system (si-chgnet) ASE's VelocityVerlet with the config's calculator,
   - the action map in ASE (ActionVerlet, predictor guess, --method/--tol/--maxiter/--anderson-memory),
   - the action map in LAMMPS (`fix actionmd`, --ranks; 0 to skip),
   - the same-backbone ML potential with velocity Verlet at the reference dt (ASE),
@@ -23,10 +24,11 @@ from pathlib import Path
 
 import mpi4py.MPI  # noqa: F401  (loads libmpi before lammps: docs/lammps.md)
 
+from actionmd.data.ase_engine import describe
 from actionmd.demo.runs import fix_actionmd_interactions, lammps_input, run_ase_action, run_lammps
 from actionmd.model_file import read_metadata
 from side_by_side import (Start, add_solver_arguments, comparison_parser, fix_solver_words,
-                          same_backbone_speed, solver_options)
+                          same_backbone_speed, solver_options, truth_run)
 
 
 def main(argv=None):
@@ -39,12 +41,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     work = args.out.with_suffix("") / "runs"
-    start = Start(args.system, args.data, args.segment, work)
+    start = Start(args.system, args.data, args.segment, work, args.repeat)
     meta = read_metadata(args.model)
     dt, stride = start.state["dt_fs"], meta.stride
     every = int(round(stride / dt))
     strides = int(round(args.time_ps * 1000 / stride))
-    truth, ase, fix, mlp = (f"velocity Verlet {dt:g} fs (LAMMPS, {args.reference_ranks} ranks)",
+    truth, ase, fix, mlp = (f"velocity Verlet {dt:g} fs (ASE, {describe(start.cfg['calculator'])})" if start.ase_engine
+                            else f"velocity Verlet {dt:g} fs (LAMMPS, {args.reference_ranks} ranks)",
                             f"action map {stride:g} fs (ASE)",
                             f"action map {stride:g} fs (LAMMPS fix actionmd, {args.ranks} ranks)",
                             f"same-backbone ML potential, velocity Verlet {dt:g} fs (ASE)")
@@ -56,9 +59,7 @@ def main(argv=None):
     rounds = []
     for _ in range(args.repeats):
         row = {}
-        result = run_lammps(truth, work / "truth", lammps_input(
-            start.data_file, dt, strides * every, every, ["fix int all nve"], start.reference, **start.common),
-            strides * every, dt, every, ranks=args.reference_ranks)
+        result = truth_run(start, truth, work / "truth", dt, strides * every, every, args.reference_ranks)()
         row[truth] = result.wall_seconds / result.simulated_ps  # run_lammps times its "Loop time"
         result = run_ase_action(ase, work / "ase", start.atoms.copy(), args.model, strides, guess="predictor",
                                 **solver)

@@ -105,6 +105,27 @@ def run_lammps(label: str, workdir: Path, input_text: str, steps: int, dt_fs: fl
                      steps * dt_fs / 1000, ranks, mean("f_int[1]"), mean("f_int[3]"))
 
 
+def run_ase_reference(label: str, workdir: Path, atoms, calculator, dt_fs: float, steps: int,
+                      every: int) -> RunResult:
+    """Velocity Verlet in ASE with the reference calculator (the truth of an ASE-engine system, e.g.
+    CHGNet), a frame every ``every`` steps; the first force call (the calculator's set-up) is not timed."""
+    from ase.io import Trajectory
+    from ase.md.verlet import VelocityVerlet
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "ase-reference.traj"
+    atoms.calc = calculator
+    atoms.get_forces()
+    dynamics = VelocityVerlet(atoms, dt_fs * FS)
+    with Trajectory(str(path), "w", atoms) as trajectory:
+        dynamics.attach(trajectory.write, interval=every)
+        start = time.perf_counter()
+        for _ in progress_bar(dynamics.irun(steps), total=steps + 1, desc=f"{label:<34}", unit="step", leave=False):
+            pass
+        wall = time.perf_counter() - start
+    return RunResult(label, path, every * dt_fs, wall, steps * dt_fs / 1000, 1, None, 1.0)
+
+
 def run_ase_action(label: str, workdir: Path, atoms, model: Path, steps: int, after_step=None,
                    **options) -> RunResult:
     """ActionVerlet at the model's stride (options: mode, guess, method, ...), saving every step.
