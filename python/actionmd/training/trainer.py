@@ -4,8 +4,9 @@ Split by trajectory, AdamW with ReduceLROnPlateau, a checkpoint every epoch (res
 CSV log and progress bars. The action and the predictor are separate networks with separate losses, so
 each keeps the weights of its own best validation epoch, and early stopping follows the network being
 trained (the action; the predictor under freeze_action): a flat action loss stops the run even while
-the predictor still improves (a frozen-action run can then train the predictor on). Multi-GPU and multi-node through torch.distributed: launch
-with `torchrun`, and every rank trains on its shard of the batches under DistributedDataParallel.
+the predictor still improves (a frozen-action run can then train the predictor on). Multi-GPU and
+multi-node through torch.distributed: launch with `torchrun`, and every rank trains on its shard of the
+batches under DistributedDataParallel.
 """
 from __future__ import annotations
 
