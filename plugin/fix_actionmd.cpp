@@ -460,7 +460,17 @@ void FixActionMD::setup(int)
     vmax = std::max(vmax, std::sqrt(atom->v[i][0] * atom->v[i][0] + atom->v[i][1] * atom->v[i][1] +
                                     atom->v[i][2] * atom->v[i][2]));
   MPI_Allreduce(&vmax, &vmax_all, 1, MPI_DOUBLE, MPI_MAX, world);
-  check_ghost_cutoff(vmax_all * update->dt, "for this model and these velocities");
+  // An atom that would cross the model's whole interaction range in one stride is beyond any training
+  // data, and the ghost cutoff that would allow it only hides the cause: almost always velocities in
+  // another unit style (a metal data file under units real has them 1000x too large).
+  const double reach = vmax_all * update->dt;
+  if (reach > model->metadata().interaction_range)
+    error->all(FLERR,
+               "fix actionmd: the fastest atom would move {:.4g} A in one stride (free flight), more than the "
+               "model's interaction range {} A, which no training data holds: check that the velocities are in "
+               "units {} (a metal data file read with units real has them 1000x too large) and the timestep",
+               reach, model->metadata().interaction_range, update->unit_style);
+  check_ghost_cutoff(reach, "for this model and these velocities");
   const auto &meta = model->metadata();
   int bad = 0, badtype = 0;
   double badmass = 0.0;
