@@ -194,7 +194,7 @@ def main(argv=None):
     parser.add_argument("--respa", type=float, nargs="*", default=[],
                         help="outer steps (fs) of r-RESPA runs: bonds and angles at the reference dt, pair and "
                              "kspace at the outer step (molecular systems)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["predictor", "free-flight"],
+    parser.add_argument("--skip", nargs="*", default=[], choices=["predictor", "free-flight", "vv-stride"],
                         help="runs to leave out (to save time)")
     parser.add_argument("--same-backbone-steps", type=int, default=200,
                         help="time this many velocity-Verlet steps at the reference dt with the model's own "
@@ -223,9 +223,10 @@ def main(argv=None):
     fix_line = (f"fix int all actionmd {args.model.resolve()} types {' '.join(cfg['elements'])} "
                 + fix_solver_words(args))
     plan = [truth_run(start, f"velocity Verlet {dt:g} fs (LAMMPS)", work / "vv-reference", dt, long_steps * every,
-                      every, args.reference_ranks),
-            truth_run(start, f"velocity Verlet {stride:g} fs (LAMMPS)", work / "vv-stride", stride, long_steps, 1,
-                      args.reference_ranks)]
+                      every, args.reference_ranks)]
+    if "vv-stride" not in args.skip:
+        plan.append(truth_run(start, f"velocity Verlet {stride:g} fs (LAMMPS)", work / "vv-stride", stride, long_steps,
+                              1, args.reference_ranks))
     for outer in args.respa:
         plan.append(respa_run(outer, dt, stride, args.time_ps, cfg, data_file, reference, common, work,
                               args.reference_ranks))

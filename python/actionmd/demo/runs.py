@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..lammps_log import loop_seconds, thermo_rows
 from ..progress import progress_bar
 from ..units import FS
@@ -105,6 +107,9 @@ def run_lammps(label: str, workdir: Path, input_text: str, steps: int, dt_fs: fl
                      steps * dt_fs / 1000, ranks, mean("f_int[1]"), mean("f_int[3]"))
 
 
+BLOWN_UP_KINETIC = 100.0    # x the start's kinetic energy: an ASE velocity-Verlet run has blown up
+
+
 def run_ase_reference(label: str, workdir: Path, atoms, calculator, dt_fs: float, steps: int,
                       every: int) -> RunResult:
     """Velocity Verlet in ASE with the reference calculator (the truth of an ASE-engine system, e.g.
@@ -117,6 +122,17 @@ def run_ase_reference(label: str, workdir: Path, atoms, calculator, dt_fs: float
     atoms.calc = calculator
     atoms.get_forces()
     dynamics = VelocityVerlet(atoms, dt_fs * FS)
+    start_kinetic = max(atoms.get_kinetic_energy(), 1e-3 * len(atoms))
+
+    def blown_up():
+        """As LAMMPS stops on lost atoms: a run whose kinetic energy grew 100-fold has blown up, and a graph
+        potential then builds ever larger neighbour graphs of flying atoms (memory without bound)."""
+        kinetic = atoms.get_kinetic_energy()
+        if not np.isfinite(kinetic) or kinetic > BLOWN_UP_KINETIC * start_kinetic:
+            raise RuntimeError(f"{label}: the run blew up at step {dynamics.nsteps} (kinetic energy "
+                               f"{kinetic / start_kinetic:.3g} times the start's): the time step is too long")
+
+    dynamics.attach(blown_up, interval=1)
     with Trajectory(str(path), "w", atoms) as trajectory:
         dynamics.attach(trajectory.write, interval=every)
         start = time.perf_counter()
