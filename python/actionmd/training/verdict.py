@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import math
 
-DRIFT_GOAL = 0.1            # meV/atom/ps of the total energy under the reference potential
-EQUIPARTITION_GOAL = 0.02   # largest relative difference between species temperatures
+from ..evaluation.side_by_side import GOALS, WITHIN_SIGMA as SIGMA  # the goals `actionmd evaluate` judges
+
+DRIFT_GOAL = GOALS["energy_drift"]["threshold"]              # meV/atom/ps under the reference potential
+EQUIPARTITION_GOAL = GOALS["temperature_spread"]["threshold"]  # relative difference of species temperatures
 EVALUATIONS_GOAL = 3.0      # action evaluations per stride, the predictor's guess included
-SIGMA = 3.0                 # a difference beyond SIGMA standard errors is not noise
 
 CAUSES = ("the stride is too long for this model, or the model is too small for this potential "
           "(docs/training.md, \"Sizing a model\"); more data near the states the run visits also helps")
