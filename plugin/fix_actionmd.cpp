@@ -28,6 +28,7 @@ using actionmd::Timed;
 namespace {
 constexpr double MASS_RTOL = 1.0e-6;    // relative mass mismatch tolerated (as ActionMap)
 constexpr double DT_RTOL = 1.0e-9;      // relative timestep/stride mismatch tolerated
+constexpr double MAX_KINETIC_TEMPERATURE = 1.0e5;    // K: beyond it, velocities in the wrong unit style
 constexpr double FLOAT32_TOL_FLOOR = 1.0e-6;    // float32 gradients are round-off below (as ActionMap)
 }    // namespace
 
@@ -426,6 +427,28 @@ void FixActionMD::check_other_fixes()
   }
 }
 
+// A kinetic temperature above MAX_KINETIC_TEMPERATURE is no molecular dynamics a model was trained for:
+// almost always velocities in another unit style (a metal data file, Angstrom/ps, read under units real,
+// Angstrom/fs, has them 1000x too large and its temperature 1e6x), where the ghost-cutoff advice that
+// would follow only hides the cause.
+void FixActionMD::check_velocity_units()
+{
+  double local[2] = {0.0, 0.0}, total[2];    // sum of m v^2, atoms
+  for (int i = 0; i < atom->nlocal; ++i) {
+    const double m = atom->rmass ? atom->rmass[i] : atom->mass[atom->type[i]];
+    local[0] += m * (atom->v[i][0] * atom->v[i][0] + atom->v[i][1] * atom->v[i][1] + atom->v[i][2] * atom->v[i][2]);
+    local[1] += 1.0;
+  }
+  MPI_Allreduce(local, total, 2, MPI_DOUBLE, MPI_SUM, world);
+  if (total[1] == 0.0) return;
+  const double temperature = force->mvv2e * total[0] / (3.0 * total[1] * force->boltz);
+  if (temperature > MAX_KINETIC_TEMPERATURE)
+    error->all(FLERR,
+               "fix actionmd: the atoms' kinetic temperature is {:.3g} K: check that the velocities are in units "
+               "{} (a metal data file read with units real has them 1000x too large, its temperature 1e6x)",
+               temperature, update->unit_style);
+}
+
 void FixActionMD::check_ghost_cutoff(double extra, const char *when)
 {
   const auto &meta = model->metadata();
@@ -460,17 +483,8 @@ void FixActionMD::setup(int)
     vmax = std::max(vmax, std::sqrt(atom->v[i][0] * atom->v[i][0] + atom->v[i][1] * atom->v[i][1] +
                                     atom->v[i][2] * atom->v[i][2]));
   MPI_Allreduce(&vmax, &vmax_all, 1, MPI_DOUBLE, MPI_MAX, world);
-  // An atom that would cross the model's whole interaction range in one stride is beyond any training
-  // data, and the ghost cutoff that would allow it only hides the cause: almost always velocities in
-  // another unit style (a metal data file under units real has them 1000x too large).
-  const double reach = vmax_all * update->dt;
-  if (reach > model->metadata().interaction_range)
-    error->all(FLERR,
-               "fix actionmd: the fastest atom would move {:.4g} A in one stride (free flight), more than the "
-               "model's interaction range {} A, which no training data holds: check that the velocities are in "
-               "units {} (a metal data file read with units real has them 1000x too large) and the timestep",
-               reach, model->metadata().interaction_range, update->unit_style);
-  check_ghost_cutoff(reach, "for this model and these velocities");
+  check_velocity_units();
+  check_ghost_cutoff(vmax_all * update->dt, "for this model and these velocities");
   const auto &meta = model->metadata();
   int bad = 0, badtype = 0;
   double badmass = 0.0;

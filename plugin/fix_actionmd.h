@@ -108,6 +108,7 @@ class FixActionMD : public Fix {
   void setup_units();
   void set_heap_policy();
   void check_ghost_cutoff(double extra, const char *when);
+  void check_velocity_units();
   void check_step();
   void check_finite();
   void check_other_fixes();

@@ -268,9 +268,8 @@ BAD_INPUTS = [
     (dict(timestep=0.01), "timestep 0.01 (metal units, = 10 fs) does not match the model stride 20 fs (= 0.02 in metal units); use 'timestep 0.02'"),
     (dict(units="real", timestep=10), "timestep 10 (real units, = 10 fs) does not match the model stride 20 fs (= 20 in real units); use 'timestep 20'"),
     # argon_data writes metal velocities (A/ps): read under units real they are 1000x too fast
-    (dict(units="real", timestep=20), "the fastest atom would move 182.4 A in one stride (free flight), more than "
-                                      "the model's interaction range 6.5 A, which no training data holds: check that "
-                                      "the velocities are in units real"),
+    (dict(units="real", timestep=20), "the atoms' kinetic temperature is 2.51e+08 K: check that the velocities are in "
+                                      "units real (a metal data file read with units real has them 1000x too large"),
     (dict(pre="mass 1 40.5"), "mass of atom type 1 (Ar) is 40.5 g/mol but model"),
     (dict(pair="pair_style lj/cut 6.5\npair_coeff * * 0.0104 3.4"),
      "fix int (actionmd): pair_style lj/cut is defined, but fix actionmd applies all forces in f as half kicks"),
