@@ -189,6 +189,10 @@ def _check_distinct(paths: list[str], config_path) -> None:
         seen[key] = path
 
 
+# what a model file's "training" record keeps of the run's history (train's model.pt and export alike)
+RECORDED_HISTORY = ("best_epoch", "best_validation", "best_action_epoch", "best_predictor_epoch")
+
+
 def train_from_config(path: str | Path, progress: bool = True, finish: bool = False) -> Path | None:
     """Train as the config says; return the path of the exported model (None on ranks other than 0).
     ``finish``: no further epochs, close the stopped run from its checkpoint (rollout, export)."""
@@ -251,10 +255,7 @@ def _train(config: dict, path, options: "TrainingOptions", finish: bool = False)
     history = trainer.fit()
     output = Path(config["output"]) / "model.pt"
     if trainer.rank == 0:
-        metadata["training"].update(epochs=history.epoch, best_epoch=history.best_epoch,
-                                    best_validation=history.best_validation,
-                                    best_action_epoch=history.best_action_epoch,
-                                    best_predictor_epoch=history.best_predictor_epoch)
+        metadata["training"].update(epochs=history.epoch, **{k: getattr(history, k) for k in RECORDED_HISTORY})
         export_model(trainer.best_model().cpu(), output, metadata)
         return output
     return None
@@ -368,8 +369,7 @@ def export_from_run(run_directory: str | Path, output: str | Path, dtype: str | 
     history = state.get("history", {})
     if history.get("best_epoch"):  # as `actionmd train` records them in its own model.pt
         metadata["training"] = {**metadata.get("training", {}), "epochs": history["epoch"],
-                                **{k: history[k] for k in ("best_epoch", "best_validation", "best_action_epoch",
-                                                           "best_predictor_epoch") if k in history}}
+                                **{k: history[k] for k in RECORDED_HISTORY if k in history}}
     _record_training_range(metadata, data)
     module = _rebuild(metadata)
     best = run_directory / "best_weights.pt"
